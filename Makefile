@@ -1,0 +1,55 @@
+# drnngen — every install step lives here (or in scripts/ called from here).
+# `make demo` and `make test` work on a fresh machine and are idempotent.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DRNNGEN := $(VENV)/bin/drnngen
+INSTALLED := $(VENV)/.installed
+export DRNNGEN_CACHE ?= $(HOME)/.cache/drnngen
+
+.PHONY: help setup system-deps caffe venv demo test test-fast lint golden bench doctor clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: system-deps caffe venv  ## everything: Debian packages, Caffe build, virtualenv
+
+system-deps:  ## Debian packages Caffe and drnngen need (apt-get, root)
+	bash scripts/system_deps.sh
+
+caffe: system-deps  ## build pycaffe into $(DRNNGEN_CACHE)/caffe-<version> (skipped when complete)
+	bash scripts/build_caffe.sh
+
+venv: $(INSTALLED)  ## virtualenv with drnngen installed editable
+
+$(INSTALLED): setup.py setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup  ## build the paper's net from examples/paper.yaml into out/paper
+	$(DRNNGEN) build examples/paper.yaml -o out/paper
+
+test: setup  ## the whole suite (the README's test command; CI runs it)
+	$(PY) -m pytest
+
+test-fast: venv  ## tests that need no Caffe build
+	$(PY) -m pytest -m "not caffe and not slow"
+
+lint: venv  ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+golden: venv  ## rewrite tests/golden/ on purpose (review the diff!)
+	$(PY) -m tests.golden_tool
+
+bench: setup  ## speed/memory figures and ratios
+	$(PY) -m benchmarks
+
+doctor: venv  ## where is Caffe, what can it do
+	$(DRNNGEN) doctor
+
+clean:  ## remove build outputs (keeps the Caffe cache)
+	rm -rf build dist *.egg-info out .pytest_cache .mypy_cache .ruff_cache

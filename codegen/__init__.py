@@ -1,0 +1,1 @@
+"""Code generation: YAML config → layer graph (Algorithm 1) → Caffe prototxt."""

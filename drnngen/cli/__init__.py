@@ -1,0 +1,47 @@
+"""The `drnngen` command. Thin: each sub-command lives in its own module in this
+package, declares its options once and hands the work to the library modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from drnngen import __version__
+from drnngen.cli.build import build, draw
+from drnngen.errors import UserError
+
+
+class _UserFailure(click.ClickException):
+    """A UserError shown as one line (`error: ...`) with the error's exit code."""
+
+    def __init__(self, error: UserError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise _UserFailure(exc) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drnngen")
+def cli() -> None:
+    """Generate Caffe nets for deep recurrent session recommenders (Wu et al.,
+    ICDE 2016) and tune their hyperparameters with a genetic algorithm."""
+
+
+for _command in (build, draw):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="drnngen")
