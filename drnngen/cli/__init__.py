@@ -9,26 +9,32 @@ import click
 
 from drnngen import __version__
 from drnngen.cli.build import build, draw
-from drnngen.errors import UserError
+from drnngen.errors import EnvironmentProblem, UserError
 
 
 class _UserFailure(click.ClickException):
-    """A UserError shown as one line (`error: ...`) with the error's exit code."""
+    """A UserError shown as one line, `error: ...`, exit code 2."""
 
-    def __init__(self, error: UserError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
+    exit_code = UserError.exit_code
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class _EnvironmentFailure(_UserFailure):
+    """Something missing on the machine: exit code 1."""
+
+    exit_code = EnvironmentProblem.exit_code
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except EnvironmentProblem as exc:
+            raise _EnvironmentFailure(str(exc)) from exc
         except UserError as exc:
-            raise _UserFailure(exc) from exc
+            raise _UserFailure(str(exc)) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,322 @@
+"""Algorithm 1 (CodeGen) as a pure function: config → in-memory layer graph.
+
+No I/O here. The graph is a list of `Layer`s in a deterministic topological
+order, with the names of ../shared/MODEL.md (`s{t}_h{i}`, `hist_h{i}`,
+`s{t}_score`, `s{t}_loss`, `fnn_h{j}`; shared params `emb`, `Z{i}`, `W{i}`,
+`out{i}`). Weight sharing across states is Caffe's `param { name }`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from codegen.config import DRNNConfig, activations, fnn_layers, widths
+
+TRAIN, TEST = "TRAIN", "TEST"
+WEIGHT = (1.0, 1.0)  # (lr_mult, decay_mult): Caffe's convention for weights …
+BIAS = (2.0, 0.0)  # … and for biases
+
+
+@dataclass(frozen=True)
+class Param:
+    """One `param { }` block: a blob's name (shared when named) and multipliers."""
+
+    name: str | None
+    lr_mult: float
+    decay_mult: float
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One Caffe layer. `settings` are further LayerParameter fields, in order."""
+
+    name: str
+    type: str
+    bottoms: tuple[str, ...]
+    tops: tuple[str, ...]
+    params: tuple[Param, ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class NetGraph:
+    """A whole net: its name and layers in topological order."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    comment: str = ""
+
+
+def model_outputs(cfg: DRNNConfig) -> tuple[str, str]:
+    """Blob names of "the model's" loss and top-1 accuracy: the last state's."""
+    return f"s{cfg.model.states - 1}_loss", "accuracy"
+
+
+def input_tops(cfg: DRNNConfig) -> tuple[str, ...]:
+    """Tops of the data layer, in HDF5 dataset order (see docs/ARCHITECTURE.md)."""
+    w = cfg.model.states
+    tops = [f"page_{t}" for t in range(w)] + [f"dwell_{t}" for t in range(w)]
+    if cfg.model.history:
+        tops.append("history")
+    if cfg.model.fnn is not None:
+        tops.append("user_items")
+    return (*tops, "label")
+
+
+def input_shapes(cfg: DRNNConfig, batch: int) -> dict[str, tuple[int, ...]]:
+    """Shape of each input blob for a batch (the HDF5 datasets have these shapes)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for top in input_tops(cfg):
+        if top.startswith("page_") or top == "label":
+            shapes[top] = (batch,)  # 1-D: Embed then yields [batch, E] (MODEL.md)
+        elif top.startswith("dwell_"):
+            shapes[top] = (batch, 1)
+        elif top == "history":
+            shapes[top] = (batch, cfg.data.pages + 1)
+        else:
+            shapes[top] = (batch, cfg.data.items)
+    return shapes
+
+
+def build_graph(cfg: DRNNConfig) -> NetGraph:
+    """Algorithm 1, CodeGen(w, l, h), for the TRAIN/TEST net.
+
+    Line numbers are the paper's::
+
+         1: input = genInputLayer()                       -> _input_layers
+         2: for i = 0 to w-1                              -> _state (one call per state)
+         3-9:   chain l neuron layers, btm -> top           -> _neuron (a_j(i) update)
+        10-11:  loss = genLossLayer(); connect(top, loss)    -> _score (top projection), _loss
+        12-18: history state: l neuron layers, no loss     -> _history
+        19-24: for each state, walk up h layers from the
+               input and connect each to the state's loss  -> _score (shortcut projections)
+
+    The history chain is emitted before state 0, which reads it, so the
+    layer list is topologically ordered.
+    """
+    w = cfg.model.states
+    layers: list[Layer] = [*_input_layers(cfg)]
+    if cfg.model.history:
+        layers += _history(cfg)
+    fnn = _fnn(cfg) if cfg.model.fnn is not None else []
+    for t in range(w):
+        layers += _state(cfg, t)
+        if t == w - 1:
+            layers += fnn  # joined into the last state's scores only
+        layers += _score(cfg, t)
+        layers.append(_loss(t))
+    layers += _accuracy(cfg)
+    return NetGraph(cfg.name, tuple(layers), _comment(cfg))
+
+
+def build_deploy_graph(cfg: DRNNConfig) -> NetGraph:
+    """The deploy net: Input layers instead of data, `prob` = softmax of the last
+    state's scores, and only the layers that `prob` needs."""
+    graph = build_graph(cfg)
+    shapes = input_shapes(cfg, cfg.data.deploy_batch_size)
+    tops = tuple(t for t in input_tops(cfg) if t != "label")
+    inputs = Layer(
+        "input", "Input", (), tops,
+        settings={"input_param": {"shape": [{"dim": list(shapes[t])} for t in tops]}},
+    )
+    last = f"s{cfg.model.states - 1}_score"
+    body = [layer for layer in graph.layers if layer.phase is None and layer.type != "SoftmaxWithLoss"]
+    prob = Layer("prob", "Softmax", (last,), ("prob",))
+    kept = _ancestors([inputs, *body, prob], "prob")
+    return NetGraph(cfg.name, tuple(kept), graph.comment)
+
+
+def _comment(cfg: DRNNConfig) -> str:
+    m = cfg.model
+    return (
+        f"w={m.states} l={m.layers} h={m.shortcut} widths={list(widths(cfg))} "
+        f"activations={list(activations(cfg))} history={'on' if m.history else 'off'} "
+        f"fnn={'on' if m.fnn is not None else 'off'} M={cfg.data.pages} N={cfg.data.items}"
+    )
+
+
+def _ancestors(layers: list[Layer], output: str) -> list[Layer]:
+    """Layers `output` depends on, in their original order (dead branches pruned)."""
+    needed = {output}
+    keep: list[Layer] = []
+    for layer in reversed(layers):
+        if needed.intersection(layer.tops):
+            keep.append(layer)
+            needed.update(layer.bottoms)
+    return keep[::-1]
+
+
+# --- line 1: the input layer ------------------------------------------------
+
+def _input_layers(cfg: DRNNConfig) -> list[Layer]:
+    tops = input_tops(cfg)
+    d = cfg.data
+    train = {"source": d.train_source, "batch_size": d.batch_size}
+    if d.shuffle:
+        train["shuffle"] = True
+    return [
+        Layer("data", "HDF5Data", (), tops, settings={"hdf5_data_param": train}, phase=TRAIN),
+        Layer(
+            "data", "HDF5Data", (), tops,
+            settings={"hdf5_data_param": {"source": d.test_source, "batch_size": d.test_batch_size}},
+            phase=TEST,
+        ),
+    ]
+
+
+# --- lines 2-9: the neuron layers of one state -------------------------------
+
+def _state(cfg: DRNNConfig, t: int) -> list[Layer]:
+    layers: list[Layer] = []
+    for i in range(cfg.model.layers):
+        previous = _previous_state_layer(cfg, t, i)
+        layers += _neuron(cfg, f"s{t}", i, _inputs(cfg, t, i), previous)
+    return layers
+
+
+def _previous_state_layer(cfg: DRNNConfig, t: int, i: int) -> str | None:
+    """a_i(t-1): the previous state's layer i, the history state's for t = 0, or none."""
+    if t > 0:
+        return f"s{t - 1}_h{i}"
+    return f"hist_h{i}" if cfg.model.history else None
+
+
+def _inputs(cfg: DRNNConfig, t: int, i: int) -> list[Layer]:
+    """The non-recurrent terms of a_i(t): Z_0 V_t + z_θ θ(p_t) + b_0, or Z_i a_{i-1}(t) + b_i."""
+    width = widths(cfg)[i]
+    if i > 0:
+        return [_inner_product(cfg, f"s{t}_z{i}", f"s{t}_h{i - 1}", width, f"Z{i}", f"b{i}")]
+    embed = Layer(
+        f"s{t}_emb", "Embed", (f"page_{t}",), (f"s{t}_emb",),
+        params=(Param("emb", *WEIGHT),),
+        settings={"embed_param": {
+            "num_output": width, "input_dim": cfg.data.pages + 1, "bias_term": False,
+            "weight_filler": _weight_filler(cfg),
+        }},
+    )
+    return [embed, _inner_product(cfg, f"s{t}_dwell", f"dwell_{t}", width, "zdwell", "b0")]
+
+
+def _neuron(cfg: DRNNConfig, prefix: str, i: int, terms: list[Layer], previous: str | None) -> list[Layer]:
+    """a_i = f_i(sum of terms [+ W_i a_i(previous)]): Eltwise SUM, then f_i in place."""
+    if previous is not None:
+        terms = [*terms, _inner_product(cfg, f"{prefix}_w{i}", previous, widths(cfg)[i], f"W{i}", None)]
+    top = f"{prefix}_h{i}"
+    layers = _sum(terms, top)
+    return [*layers, _activation(activations(cfg)[i], f"{top}_act", top, f"P{i}")]
+
+
+def _sum(terms: list[Layer], top: str, extra: tuple[str, ...] = ()) -> list[Layer]:
+    """Sum the terms' outputs (and `extra` blobs) into `top`, an Eltwise layer of
+    that name; a lone term writes `top` itself (Eltwise needs two bottoms)."""
+    if len(terms) == 1 and not extra:
+        only = terms[0]
+        return [Layer(only.name, only.type, only.bottoms, (top,), only.params, only.settings)]
+    eltwise = Layer(
+        top, "Eltwise", (*(term.tops[0] for term in terms), *extra), (top,),
+        settings={"eltwise_param": {"operation": "SUM"}},
+    )
+    return [*terms, eltwise]
+
+
+def _activation(kind: str, name: str, blob: str, shared: str) -> Layer:
+    # PReLU's slopes are weights too: shared across states like W_i and Z_i.
+    params = (Param(shared, 1.0, 0.0),) if kind == "PReLU" else ()
+    return Layer(name, kind, (blob,), (blob,), params)
+
+
+def _inner_product(
+    cfg: DRNNConfig, name: str, bottom: str, width: int, weight: str, bias: str | None,
+    transpose: bool = False,
+) -> Layer:
+    params = [Param(weight, *WEIGHT)]
+    settings: dict[str, Any] = {"num_output": width, "bias_term": bias is not None}
+    if transpose:
+        settings["transpose"] = True
+    settings["weight_filler"] = _weight_filler(cfg)
+    if bias is not None:
+        params.append(Param(bias, *BIAS))
+        settings["bias_filler"] = {"type": "constant", "value": cfg.model.bias_value}
+    return Layer(name, "InnerProduct", (bottom,), (name,), tuple(params), {"inner_product_param": settings})
+
+
+def _weight_filler(cfg: DRNNConfig) -> dict[str, Any]:
+    kind = cfg.model.weight_filler
+    if kind == "gaussian":
+        return {"type": kind, "std": cfg.model.weight_std}
+    if kind == "uniform":
+        return {"type": kind, "min": -cfg.model.weight_std, "max": cfg.model.weight_std}
+    if kind == "constant":
+        return {"type": kind, "value": cfg.model.bias_value}
+    return {"type": kind}
+
+
+# --- lines 10-11 and 19-24: scores (top + shortcut projections) and loss ------
+
+def _score(cfg: DRNNConfig, t: int) -> list[Layer]:
+    """s{t}_score = out_{l-1} a_{l-1}(t) + Σ_{i<h} out_i a_i(t) (+ the FNN's, last state).
+
+    Only the top projection has a bias: the others' would be redundant."""
+    top = cfg.model.layers - 1
+    n = cfg.data.items
+    terms = [_inner_product(cfg, f"s{t}_out{top}", f"s{t}_h{top}", n, f"out{top}", "out_b")]
+    terms += [
+        _inner_product(cfg, f"s{t}_out{i}", f"s{t}_h{i}", n, f"out{i}", None)
+        for i in range(cfg.model.shortcut)
+    ]
+    joins_fnn = t == cfg.model.states - 1 and cfg.model.fnn is not None
+    return _sum(terms, f"s{t}_score", ("fnn_score",) if joins_fnn else ())
+
+
+def _loss(t: int) -> Layer:
+    return Layer(f"s{t}_loss", "SoftmaxWithLoss", (f"s{t}_score", "label"), (f"s{t}_loss",))
+
+
+def _accuracy(cfg: DRNNConfig) -> list[Layer]:
+    scores = f"s{cfg.model.states - 1}_score"
+    layers = [Layer("accuracy", "Accuracy", (scores, "label"), ("accuracy",), phase=TEST)]
+    k = cfg.model.top_k
+    if k > 1:
+        layers.append(Layer(
+            f"accuracy_top{k}", "Accuracy", (scores, "label"), (f"accuracy_top{k}",),
+            settings={"accuracy_param": {"top_k": k}}, phase=TEST,
+        ))
+    return layers
+
+
+# --- lines 12-18: the history state ------------------------------------------
+
+def _history(cfg: DRNNConfig) -> list[Layer]:
+    """a_i(-1): the same update without a W term, fed by V̄ through the page
+    vectors `emb` (InnerProduct transpose over the dense history row)."""
+    layers: list[Layer] = []
+    for i in range(cfg.model.layers):
+        if i == 0:
+            term = _inner_product(cfg, "hist_emb", "history", widths(cfg)[0], "emb", "b0", transpose=True)
+        else:
+            term = _inner_product(cfg, f"hist_z{i}", f"hist_h{i - 1}", widths(cfg)[i], f"Z{i}", f"b{i}")
+        layers += _neuron(cfg, "hist", i, [term], None)
+    return layers
+
+
+# --- the FNN for collaborative filtering --------------------------------------
+
+def _fnn(cfg: DRNNConfig) -> list[Layer]:
+    assert cfg.model.fnn is not None
+    layers: list[Layer] = []
+    bottom = "user_items"
+    for j, (width, kind) in enumerate(fnn_layers(cfg.model.fnn)):
+        top = f"fnn_h{j}"
+        ip = _inner_product(cfg, top, bottom, width, f"fnn{j}", f"fnn{j}_b")
+        layers += [ip, _activation(kind, f"{top}_act", top, f"fnn_P{j}")]
+        bottom = top
+    layers.append(_inner_product(cfg, "fnn_score", bottom, cfg.data.items, "fnn_out", "fnn_out_b"))
+    return layers
+
+
+def layer_names(graph: NetGraph) -> Iterable[str]:
+    """Names of the graph's layers, in order."""
+    return (layer.name for layer in graph.layers)

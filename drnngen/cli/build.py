@@ -1,0 +1,45 @@
+"""`drnngen build` and `drnngen draw`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from codegen.build import generate, write
+from codegen.config import DRNNConfig, load_config
+
+config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _load(config: Path) -> DRNNConfig:
+    return load_config(config)
+
+
+@click.command()
+@config_argument
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+              show_default=True, help="Folder for net.prototxt, solver.prototxt and deploy.prototxt.")
+@click.option("--dry-run", is_flag=True, help="Print the files instead of writing them.")
+def build(config: Path, output: Path, dry_run: bool) -> None:
+    """Generate the Caffe net, solver and deploy prototxt for CONFIG (a YAML file)."""
+    files = generate(_load(config), source=config.name)
+    if dry_run:
+        for name, text in files.items():
+            click.echo(f"### {name}")
+            click.echo(text, nl=False)
+        return
+    for path in write(files, output):
+        click.echo(f"wrote {path}")
+
+
+@click.command()
+@config_argument
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Picture to write: .svg, .png or .dot (Graphviz).")
+def draw(config: Path, output: Path) -> None:
+    """Draw the net of CONFIG: states left to right, shared weights dashed."""
+    from codegen.draw import render_picture
+
+    render_picture(_load(config), output)
+    click.echo(f"wrote {output}")
