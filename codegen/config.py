@@ -34,7 +34,7 @@ ACTIVATIONS = {
 LOSSES = {"softmax": "SoftmaxWithLoss"}
 FILLERS = ("xavier", "msra", "gaussian", "uniform", "constant")
 SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
-LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+LR_POLICIES = ("fixed", "step", "exp", "inv", "poly", "sigmoid")
 SOLVER_MODES = ("CPU", "GPU")
 
 
@@ -64,9 +64,13 @@ class ModelConfig:
     shortcut: int = field(
         default=1, metadata=_doc("h, shortcut depth: layers 0..h-1 also feed the loss; 0 <= h < l", min=0)
     )
-    widths: tuple[int, ...] = field(
-        default=(1000, 100, 100),
-        metadata=_doc("hidden widths E_i: one value or a list of `layers`; widths[0] is the embedding width", min=1),
+    widths: tuple[int, ...] | None = field(
+        default=None,
+        metadata=_doc(
+            "hidden widths E_i: one value or a list of `layers`; widths[0] is the embedding width; "
+            "null = Table I's 1000 then 100 for the other layers",
+            min=1,
+        ),
     )
     activations: tuple[str, ...] = field(
         default=("ReLU",),
@@ -263,7 +267,8 @@ def _cross_checks(cfg: DRNNConfig) -> list[str]:
     m = cfg.model
     if m.shortcut >= m.layers:
         errors.append(f"model.shortcut: h must be < model.layers ({m.layers}), got {m.shortcut}")
-    _per_layer(m.widths, m.layers, "model.widths", errors)
+    if m.widths is not None:
+        _per_layer(m.widths, m.layers, "model.widths", errors)
     for act in _per_layer(m.activations, m.layers, "model.activations", errors):
         _activation(act, "model.activations", errors)
     if m.fnn is not None:
@@ -289,6 +294,8 @@ def _cross_checks(cfg: DRNNConfig) -> list[str]:
 
 def widths(cfg: DRNNConfig) -> tuple[int, ...]:
     """Per-layer widths E_0..E_{l-1} (a single value is repeated)."""
+    if cfg.model.widths is None:
+        return (1000,) + (100,) * (cfg.model.layers - 1)
     return _expand(cfg.model.widths, cfg.model.layers)
 
 

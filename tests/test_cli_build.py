@@ -1,0 +1,68 @@
+"""`drnngen build` / `drnngen draw` through click's CliRunner, in tmp_path."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from codegen import render
+from codegen.build import generate
+from codegen.config import load_config
+from drnngen.cli import cli
+from tests.golden_tool import EXAMPLES, GOLDEN
+
+SMALL = EXAMPLES / "small.yaml"
+
+
+def test_build_writes_three_parseable_files(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["build", str(SMALL), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["deploy.prototxt", "net.prototxt", "solver.prototxt"]
+    assert (tmp_path / "out" / "net.prototxt").read_text() == (GOLDEN / "small" / "net.prototxt").read_text()
+
+
+def test_dry_run_prints_and_writes_nothing(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["build", str(SMALL), "--dry-run", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0
+    assert "### solver.prototxt" in result.output and 'name: "s2_loss"' in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_draw_dot_shows_states_and_shared_weights(tmp_path: Path) -> None:
+    out = tmp_path / "net.dot"
+    result = CliRunner().invoke(cli, ["draw", str(SMALL), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    dot = out.read_text()
+    assert 'label="history state"' in dot and 'label="state 2"' in dot
+    assert '"s0_w1" -> "s1_w1" [style=dashed' in dot and 'label="W1"' in dot
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is installed by make system-deps")
+def test_draw_svg(tmp_path: Path) -> None:
+    out = tmp_path / "net.svg"
+    result = CliRunner().invoke(cli, ["draw", str(SMALL), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_draw_unknown_format(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["draw", str(SMALL), "-o", str(tmp_path / "net.gif")])
+    assert result.exit_code == 2 and "unknown picture format .gif" in result.output
+
+
+def test_one_character_template_change_breaks_golden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(render.template_dir(), templates)
+    net = templates / "net.prototxt.j2"
+    net.write_text(net.read_text().replace("layer {", "layer  {", 1))
+    monkeypatch.setattr(render, "template_dir", lambda: templates)
+    render.environment.cache_clear()
+    try:
+        changed = generate(load_config(SMALL), source=SMALL.name)["net.prototxt"]
+    finally:
+        render.environment.cache_clear()
+    assert changed != (GOLDEN / "small" / "net.prototxt").read_text()
