@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 CAFFE_SOURCE = "brocolli-caffe==9.0.2"
@@ -86,7 +86,9 @@ class BuildWithSchema(build_py):
 
 setup(
     cmdclass={"build_py": BuildWithSchema},
-    # templates/ lives at the top of the repository but installs as codegen/templates
+    # every package of the pipeline; templates/ lives at the top of the
+    # repository but installs as codegen/templates (package data)
+    packages=[*find_packages(include=["drnngen*", "codegen*", "tuner*"]), "codegen.templates"],
     package_dir={"codegen.templates": "templates"},
     package_data={"codegen": ["caffe_schema.desc"], "codegen.templates": ["*.j2"]},
 )
