@@ -28,15 +28,15 @@ N = 4
 #   {0,1} {0,1} {0,2} {2,3} {3}
 # so n_0 = 3, n_1 = n_2 = n_3 = 2 and co(0,1) = 2, co(0,2) = co(2,3) = 1.
 # Bought: 1, 0, 2, 3, 3  → POP counts [1, 1, 1, 2].
-TRAIN = Sessions(
-    pages=np.array([[0, 1, 2], [0, 2, 5], [0, 5, 1], [0, 0, 3], [0, 6, 5]]),
+TRAIN = Sessions.from_history(
+    pages=[[0, 1, 2], [0, 2, 5], [0, 5, 1], [0, 0, 3], [0, 6, 5]],
     history=None,
-    labels=np.array([1, 0, 2, 3, 3]),
+    labels=[1, 0, 2, 3, 3],
 )
 
 
 def _test(pages: list[list[int]], labels: list[int], history: list[list[float]] | None = None) -> Sessions:
-    return Sessions(np.array(pages), None if history is None else np.array(history), np.array(labels))
+    return Sessions.from_history(pages, history, labels)
 
 
 def test_pop_ranks_by_train_purchases_ties_pessimistic() -> None:
@@ -116,7 +116,7 @@ def test_pair_counting_matches_dense_product() -> None:
     rng = np.random.default_rng(3)
     pages_m, items = 40, 12
     page_item = np.concatenate([[-1], rng.integers(-1, items, size=pages_m)])
-    train = Sessions(rng.integers(0, pages_m + 1, size=(300, 5)), None, rng.integers(0, items, size=300))
+    train = Sessions(rng.integers(0, pages_m + 1, size=(300, 5)), rng.integers(0, items, size=300))
     present = session_item_counts(train, page_item, items) > 0
     present[np.arange(300), train.labels] = True
     member = present.astype(float)
@@ -125,9 +125,14 @@ def test_pair_counting_matches_dense_product() -> None:
     np.testing.assert_allclose(cosine_similarity(train, page_item, items, 2.0), co / np.outer(norm, norm))
 
 
-def test_blocks_cover_all_samples() -> None:
-    sizes = [len(b) for b in TRAIN.blocks(2)]
-    assert sizes == [2, 2, 1]
+def test_blocks_keep_older_pages_with_their_sample() -> None:
+    history = np.zeros((5, 7))
+    history[1, 4] = history[4, 2] = history[4, 6] = 0.5
+    sessions = Sessions.from_history(TRAIN.pages, history, TRAIN.labels)
+    blocks = list(sessions.blocks(2))
+    assert [len(b) for b in blocks] == [2, 2, 1]
+    assert [(b.older_rows.tolist(), b.older_pages.tolist()) for b in blocks] == [
+        ([1], [4]), ([], []), ([0, 0], [2, 6])]
 
 
 @pytest.mark.parametrize("page_item", [[-1, 0, 4], [-2, 0], []])
@@ -138,4 +143,4 @@ def test_bad_page_item(page_item: list[int]) -> None:
 
 def test_mismatched_shapes() -> None:
     with pytest.raises(UserError, match="pages"):
-        Sessions(np.zeros((2, 3), dtype=np.int64), None, np.zeros(3, dtype=np.int64))
+        Sessions(np.zeros((2, 3), dtype=np.int64), np.zeros(3, dtype=np.int64))

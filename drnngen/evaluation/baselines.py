@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -44,20 +44,39 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
+def _no_ints() -> IntArray:
+    return np.zeros(0, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Sessions:
-    """The samples of one split as the baselines see them (one row per sample)."""
+    """The samples of one split as the baselines see them.
+
+    ``older_rows``/``older_pages`` list the pages older than the window (the
+    non-zero columns of a ``history`` row) as pairs, rows ascending: a dense
+    ``[n, M+1]`` history would not fit in memory for a real catalogue.
+    """
 
     pages: IntArray  # [n, w] page ids, oldest first, 0 = padding
-    history: npt.NDArray[np.floating] | None  # [n, M+1] dwell shares of older pages, or None
     labels: IntArray  # [n] item class bought
+    older_rows: IntArray = field(default_factory=_no_ints)  # sample of each older page
+    older_pages: IntArray = field(default_factory=_no_ints)  # its page id
 
     def __post_init__(self) -> None:
         n = len(self.labels)
         if self.pages.ndim != 2 or self.pages.shape[0] != n:
             raise UserError(f"pages: expected [{n}, w], got {self.pages.shape}")
-        if self.history is not None and (self.history.ndim != 2 or self.history.shape[0] != n):
-            raise UserError(f"history: expected [{n}, M+1], got {self.history.shape}")
+        if self.older_rows.shape != self.older_pages.shape:
+            raise UserError("older pages: rows and page ids differ in length")
+
+    @classmethod
+    def from_history(cls, pages: npt.ArrayLike, history: npt.ArrayLike | None, labels: npt.ArrayLike) -> Sessions:
+        """Sessions from dense rows as stored in HDF5 (history may be None: no older pages)."""
+        page_ids = np.asarray(pages).astype(np.int64)
+        if history is None:
+            return cls(page_ids, np.asarray(labels).astype(np.int64))
+        rows, older = np.nonzero(np.asarray(history) > 0)
+        return cls(page_ids, np.asarray(labels).astype(np.int64), rows.astype(np.int64), older.astype(np.int64))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,9 +84,10 @@ class Sessions:
     def blocks(self, size: int) -> Iterator[Sessions]:
         """Consecutive slices of at most ``size`` samples (keeps [b, N] score blocks small)."""
         for start in range(0, len(self), size):
-            stop = start + size
-            history = None if self.history is None else self.history[start:stop]
-            yield Sessions(self.pages[start:stop], history, self.labels[start:stop])
+            stop = min(start + size, len(self))
+            lo, hi = np.searchsorted(self.older_rows, [start, stop])
+            yield Sessions(self.pages[start:stop], self.labels[start:stop],
+                           self.older_rows[lo:hi] - start, self.older_pages[lo:hi])
 
 
 def session_item_counts(sessions: Sessions, page_item: IntArray, items: int) -> FloatArray:
@@ -77,11 +97,9 @@ def session_item_counts(sessions: Sessions, page_item: IntArray, items: int) -> 
     window_items = page_item[sessions.pages]
     rows, cols = np.nonzero(window_items >= 0)
     np.add.at(counts, (rows, window_items[rows, cols]), 1.0)
-    if sessions.history is not None:
-        rows, old_pages = np.nonzero(sessions.history > 0)
-        old_items = page_item[old_pages]
-        keep = old_items >= 0
-        np.add.at(counts, (rows[keep], old_items[keep]), 1.0)
+    old_items = page_item[sessions.older_pages]
+    keep = old_items >= 0
+    np.add.at(counts, (sessions.older_rows[keep], old_items[keep]), 1.0)
     return counts
 
 

@@ -79,15 +79,17 @@ def parse_ks(ks: Iterable[int] | str) -> tuple[int, ...]:
 
 def target_ranks(scores: npt.ArrayLike, labels: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """1-based rank of each sample's target in its score row, ties pessimistic (see module doc)."""
-    matrix = np.asarray(scores, dtype=np.float64)
+    matrix = np.asarray(scores)
+    if matrix.dtype.kind != "f":  # keep float32 scores as they are: no [n, N] copy
+        matrix = matrix.astype(np.float64)
     if matrix.ndim != 2:
         raise UserError(f"scores must be a matrix [samples, items], got shape {matrix.shape}")
     targets = _check_labels(labels, matrix.shape)
-    # NaN compares false with everything; as -inf it ranks last instead of first.
-    matrix = np.where(np.isnan(matrix), -np.inf, matrix)
     ranks = np.empty(len(targets), dtype=np.int64)
     for start in range(0, len(targets), _ROWS_PER_BLOCK):
         block = matrix[start:start + _ROWS_PER_BLOCK]
+        # NaN compares false with everything; as -inf it ranks last instead of first.
+        block = np.where(np.isnan(block), -np.inf, block)
         rows = np.arange(len(block))
         target_scores = block[rows, targets[start:start + _ROWS_PER_BLOCK]]
         ranks[start:start + len(block)] = (block >= target_scores[:, None]).sum(axis=1)
