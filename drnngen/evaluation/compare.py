@@ -1,0 +1,196 @@
+"""The DRNN and the baselines on one split, side by side.
+
+Reads the samples of a prepared split (the HDF5 files a Caffe source list
+names), scores every model on the very same rows and labels with the one
+metric function, and renders the result as JSON, Markdown and a terminal
+table. Caffe is not touched here: the DRNN's scores come in as an array
+(from :func:`drnngen.runner.forward_scores`), so this module tests without it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from drnngen.errors import UserError
+from drnngen.evaluation.baselines import Baseline, IntArray, ItemKNN, Pop, SessionPop, Sessions
+from drnngen.evaluation.metrics import RankingMetrics, metrics_from_ranks, parse_ks, target_ranks
+
+DRNN = "DRNN"
+#: Samples scored per block by the baselines: a [block, N] score matrix at a time.
+BLOCK = 4096
+METRIC_TITLES = (("accuracy", "Top-K accuracy"), ("recall", "Recall@K"), ("mrr", "MRR@K"))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Metrics of every model on one split; ``context`` says what was evaluated."""
+
+    ks: tuple[int, ...]
+    results: Mapping[str, RankingMetrics]  # model name → metrics, in table order
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Machine-readable form (stable keys, one object per model)."""
+        doc = {
+            "context": dict(self.context),
+            "ks": list(self.ks),
+            "models": {name: m.as_dict() for name, m in self.results.items()},
+        }
+        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+    def to_markdown(self) -> str:
+        """One table per metric, models as rows, K as columns; the best value of a column in bold."""
+        lines = ["# Evaluation", ""]
+        lines += [f"- {key}: `{value}`" for key, value in self.context.items()]
+        lines.append("")
+        for attr, title in METRIC_TITLES:
+            lines += [f"## {title}", "", "| model | " + " | ".join(f"@{k}" for k in self.ks) + " |",
+                      "| --- |" + " ---: |" * len(self.ks)]
+            best = {k: max(getattr(m, attr)[k] for m in self.results.values()) for k in self.ks}
+            for name, m in self.results.items():
+                cells = [_bold(f"{getattr(m, attr)[k]:.4f}", getattr(m, attr)[k] == best[k]) for k in self.ks]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
+        lines.append(NOTE)
+        return "\n".join(lines) + "\n"
+
+    def to_text(self) -> str:
+        """The terminal table: a row per model, Acc/Recall/MRR per K."""
+        headers = ["model"] + [f"{short}@{k}" for k in self.ks for short in ("Acc", "Rec", "MRR")]
+        rows = [[name] + [f"{getattr(m, attr)[k]:.4f}" for k in self.ks for attr, _ in METRIC_TITLES]
+                for name, m in self.results.items()]
+        widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+        samples = next(iter(self.results.values())).samples if self.results else 0
+        out = [f"{samples} test samples; Acc = top-K accuracy, Rec = Recall@K, MRR = MRR@K"]
+        for row in [headers, *rows]:
+            out.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                                 enumerate(zip(row, widths, strict=True))))
+        return "\n".join(out) + "\n"
+
+
+NOTE = ("Ranks are pessimistic on ties (an item scored equal to the target counts as ranked above it, "
+        "as in Caffe's Accuracy layer). With one bought item per sample Recall@K equals top-K accuracy. "
+        "POP: most bought in train; S-POP: most viewed in the session, then POP; item-kNN: session "
+        "co-occurrence cosine to the last viewed item, then POP.")
+
+
+def _bold(text: str, on: bool) -> str:
+    return f"**{text}**" if on else text
+
+
+def compare(test: Sessions, ks: Iterable[int] | str, baselines: Sequence[Baseline],
+            drnn_scores: npt.ArrayLike | None = None,
+            context: Mapping[str, Any] | None = None) -> Comparison:
+    """Every model on the same samples and labels: the DRNN (when given) first, then the baselines."""
+    cutoffs = parse_ks(ks)
+    results: dict[str, RankingMetrics] = {}
+    if drnn_scores is not None:
+        scores = np.asarray(drnn_scores)
+        if scores.ndim != 2 or scores.shape[0] != len(test):
+            raise UserError(f"the net gave scores of shape {scores.shape} for {len(test)} test samples")
+        results[DRNN] = metrics_from_ranks(target_ranks(scores, test.labels), cutoffs)
+    for model in baselines:
+        ranks = [target_ranks(model.scores(block), block.labels) for block in test.blocks(BLOCK)]
+        results[model.name] = metrics_from_ranks(np.concatenate(ranks), cutoffs)
+    return Comparison(cutoffs, results, dict(context or {}))
+
+
+def standard_baselines(train: Sessions, page_item: IntArray, items: int, shrink: float = 20.0) -> list[Baseline]:
+    """POP, S-POP and item-kNN fitted on the train split."""
+    return [Pop(train, items), SessionPop(train, page_item, items), ItemKNN(train, page_item, items, shrink)]
+
+
+# --- reading prepared data -------------------------------------------------------------
+
+_PAGE = re.compile(r"^page_(\d+)$")
+#: Rows of ``history`` read at a time: [rows, M+1] floats in memory, never the whole split.
+_HISTORY_ROWS = 2048
+
+
+def hdf5_files(source_list: Path) -> list[Path]:
+    """The HDF5 files a Caffe source list names (relative names: from the list's folder)."""
+    try:
+        names = [line.strip() for line in source_list.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise UserError(f"{source_list}: cannot read the HDF5 source list ({exc.strerror})") from exc
+    if not names:
+        raise UserError(f"{source_list}: the HDF5 source list is empty")
+    return [p if p.is_absolute() else source_list.parent / p for p in map(Path, names)]
+
+
+def load_sessions(source_list: Path) -> Sessions:
+    """The samples of one split, rows in file order (the order the net sees them)."""
+    parts = [_read_file(path) for path in hdf5_files(source_list)]
+    offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+    widths = {p.pages.shape[1] for p in parts}
+    if len(widths) > 1:
+        raise UserError(f"{source_list}: files with different windows {sorted(widths)}")
+    return Sessions(
+        np.concatenate([p.pages for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        np.concatenate([p.older_rows + off for p, off in zip(parts, offsets, strict=True)]),
+        np.concatenate([p.older_pages for p in parts]),
+    )
+
+
+def _read_file(path: Path) -> Sessions:
+    try:
+        with h5py.File(path, "r") as f:
+            names = sorted((int(m.group(1)), key) for key in f if (m := _PAGE.match(key)))
+            if not names or "label" not in f:
+                raise UserError(f"{path}: no page_0 … page_{{w-1}} / label datasets (not a prepared split?)")
+            pages = np.stack([np.asarray(f[key]).reshape(-1) for _, key in names], axis=1)
+            labels = np.asarray(f["label"]).reshape(-1)
+            rows, older = _older_pages(f["history"]) if "history" in f else (np.zeros(0), np.zeros(0))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read HDF5 ({exc})") from exc
+    if np.any(pages != np.round(pages)) or np.any(labels != np.round(labels)):
+        raise UserError(f"{path}: page ids and labels must be whole numbers")
+    return Sessions(pages.astype(np.int64), labels.astype(np.int64), rows.astype(np.int64), older.astype(np.int64))
+
+
+def _older_pages(history: Any) -> tuple[IntArray, IntArray]:
+    rows: list[IntArray] = []
+    pages: list[IntArray] = []
+    for start in range(0, history.shape[0], _HISTORY_ROWS):
+        r, p = np.nonzero(np.asarray(history[start:start + _HISTORY_ROWS]) > 0)
+        rows.append(r + start)
+        pages.append(p)
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(rows).astype(np.int64), np.concatenate(pages).astype(np.int64)
+
+
+_INPUT_PAGE = re.compile(r'(?:top|input):\s*"page_(\d+)"')
+
+
+def deploy_window(deploy: Path) -> int:
+    """The number of states w of a deploy net: its ``page_t`` inputs."""
+    try:
+        text = deploy.read_text()
+    except OSError as exc:
+        raise UserError(f"{deploy}: cannot read the deploy net ({exc.strerror})") from exc
+    states = {int(t) for t in _INPUT_PAGE.findall(text)}
+    if not states or states != set(range(len(states))):
+        raise UserError(f"{deploy}: no inputs page_0 … page_{{w-1}}; is this a drnngen deploy.prototxt?")
+    return len(states)
+
+
+def write_outputs(comparison: Comparison, folder: Path, stem: str = "evaluation") -> list[Path]:
+    """``<stem>.json`` and ``<stem>.md`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, text in ((".json", comparison.to_json()), (".md", comparison.to_markdown())):
+        path = folder / f"{stem}{suffix}"
+        path.write_text(text)
+        written.append(path)
+    return written
