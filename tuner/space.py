@@ -1,0 +1,153 @@
+"""The search space: which values each gene of the chromosome may take.
+
+Read from YAML (`examples/space.yaml`); every key is optional and defaults to
+a range around the paper's Table I. Integers are ranges (`{min, max}` or one
+fixed value); per-layer activations and widths, the learning rate and the
+batch size are sets of choices. An empty `base_lr` / `batch_size` list (the
+default) leaves that setting to the base config and out of the chromosome.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from codegen.config import ACTIVATIONS
+from drnngen.errors import UserError
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """Integers low..high, both included."""
+
+    low: int
+    high: int
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, int) and self.low <= value <= self.high
+
+    def sample(self, rng: random.Random) -> int:
+        return rng.randint(self.low, self.high)
+
+    def capped(self, high: int) -> IntRange:
+        """The part of the range at or below `high` (h < l caps the shortcut gene)."""
+        return IntRange(self.low, min(self.high, high))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Bounds of every gene. `shortcut` is further capped at l-1 per individual."""
+
+    states: IntRange = IntRange(2, 6)
+    layers: IntRange = IntRange(1, 4)
+    shortcut: IntRange = IntRange(0, 3)
+    activations: tuple[str, ...] = ("ReLU", "TanH", "Sigmoid", "ELU")
+    widths: tuple[int, ...] = (50, 100, 200, 500, 1000)
+    base_lr: tuple[float, ...] = ()
+    batch_size: tuple[int, ...] = ()
+
+    def shortcut_range(self, layers: int) -> IntRange:
+        """The h values allowed when l = `layers` (h < l)."""
+        return self.shortcut.capped(layers - 1)
+
+
+_KEYS = ("states", "layers", "shortcut", "activations", "widths", "base_lr", "batch_size")
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such search-space file") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot read the search space ({exc})") from None
+    try:
+        return parse_space({} if raw is None else raw)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def parse_space(raw: object) -> SearchSpace:
+    """Validate a mapping into a SearchSpace; all problems are reported together."""
+    if not isinstance(raw, Mapping):
+        raise UserError("space: expected a mapping of keys")
+    errors = [f"{key}: unknown key (known: {', '.join(_KEYS)})" for key in raw if key not in _KEYS]
+    default = SearchSpace()
+    values: dict[str, Any] = {}
+    for key in ("states", "layers", "shortcut"):
+        values[key] = _range(raw.get(key, getattr(default, key)), key, errors)
+    values["activations"] = tuple(
+        _activation(v, errors) for v in _choices(raw.get("activations", default.activations), "activations", errors)
+    )
+    values["widths"] = _numbers(raw.get("widths", default.widths), "widths", int, errors)
+    values["base_lr"] = _numbers(raw.get("base_lr", ()), "base_lr", float, errors, allow_empty=True)
+    values["batch_size"] = _numbers(raw.get("batch_size", ()), "batch_size", int, errors, allow_empty=True)
+    if errors:
+        raise UserError("; ".join(errors))
+    space = SearchSpace(**values)
+    errors = _cross_checks(space)
+    if errors:
+        raise UserError("; ".join(errors))
+    return space
+
+
+def _range(value: object, key: str, errors: list[str]) -> IntRange:
+    if isinstance(value, IntRange):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return IntRange(value, value)
+    if isinstance(value, Mapping) and set(value) == {"min", "max"}:
+        low, high = value["min"], value["max"]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+            return IntRange(low, high)
+    errors.append(f"{key}: expected an integer or {{min: int, max: int}}, got {value!r}")
+    return IntRange(0, 0)
+
+
+def _choices(value: object, key: str, errors: list[str], allow_empty: bool = False) -> tuple[Any, ...]:
+    items = tuple(value) if isinstance(value, list | tuple) else (value,)
+    if not items and not allow_empty:
+        errors.append(f"{key}: must not be an empty list")
+    if len(set(items)) != len(items):
+        errors.append(f"{key}: lists a value twice")
+    return items
+
+
+def _numbers(value: object, key: str, kind: type[Any], errors: list[str], allow_empty: bool = False) -> tuple[Any, ...]:
+    out = []
+    for item in _choices(value, key, errors, allow_empty):
+        ok = isinstance(item, kind) or (kind is float and isinstance(item, int))
+        if not ok or isinstance(item, bool) or item <= 0:
+            errors.append(f"{key}: expected positive {kind.__name__} values, got {item!r}")
+            continue
+        out.append(kind(item))
+    return tuple(out)
+
+
+def _activation(name: object, errors: list[str]) -> str:
+    canonical = ACTIVATIONS.get(str(name).lower())
+    if canonical is None:
+        errors.append(f"activations: unknown activation {name!r} (one of: {', '.join(ACTIVATIONS.values())})")
+        return str(name)
+    return canonical
+
+
+def _cross_checks(space: SearchSpace) -> list[str]:
+    errors = []
+    for key, low in (("states", 1), ("layers", 1), ("shortcut", 0)):
+        bounds: IntRange = getattr(space, key)
+        if bounds.low < low or bounds.low > bounds.high:
+            errors.append(f"{key}: need {low} <= min <= max, got min {bounds.low}, max {bounds.high}")
+    # Every l in the range must leave at least one legal h (0 <= h < l).
+    if space.shortcut.low > space.layers.low - 1:
+        errors.append(
+            f"shortcut: min {space.shortcut.low} must be < layers.min {space.layers.low} (h < l for every l)"
+        )
+    return errors
