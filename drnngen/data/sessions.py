@@ -1,0 +1,361 @@
+"""From an event log to window-independent samples: sessions, split, vocabulary, dwell, labels.
+
+Everything here is whole-array NumPy: one stable sort puts events in session/time order,
+after which sessions are contiguous blocks and every per-session quantity is a reduction
+over block boundaries.
+
+Definitions (also in the README's `## Data` section):
+
+* Sessions are ordered by their first event's time (ties by session id) and split 60/20/20
+  in that order; the vocabularies and the dwell normalisation use the train split only.
+* Page ids: 0 pads a short window, 1 is the out-of-vocabulary page, 2..M are the M-1 most
+  viewed pages of the train split (ties by id). So `pages` (M) counts the OOV slot and
+  Caffe's Embed takes input_dim M+1.
+* Item classes 0..N-1: the N most bought items of the train split (target `purchase`) or
+  the N most viewed (target `next-item`). A sample whose label is not among them is dropped.
+* Dwell θ(p) = time to the session's next event of any kind (view or purchase), capped at
+  `dwell_cap`; a session's last event has no successor and gets the median train gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from drnngen.data.events import MISSING_USER, PURCHASE, VIEW, EventLog
+from drnngen.data.textscan import Ints
+from drnngen.errors import UserError
+
+TARGETS = ("purchase", "next-item")
+SPLITS = ("train", "val", "test")
+PAD_PAGE = 0
+OOV_PAGE = 1
+Mask = npt.NDArray[np.bool_]
+Int32s = npt.NDArray[np.int32]
+Float32s = npt.NDArray[np.float32]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How samples are made from sessions (the `drnngen prepare` options)."""
+
+    target: str = "purchase"
+    max_pages: int = 2000  # M, the OOV slot included
+    max_items: int = 1000  # N
+    dwell_cap: float = 1800.0  # seconds; a longer gap means the user left
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+    def check(self) -> None:
+        """Raise a one-line UserError on impossible values."""
+        if self.target not in TARGETS:
+            raise UserError(f"--target must be one of {', '.join(TARGETS)}, not {self.target!r}")
+        if self.max_pages < 1 or self.max_items < 1:
+            raise UserError("--max-pages and --max-items must be at least 1")
+        if not self.dwell_cap > 0:
+            raise UserError("--dwell-cap must be a positive number of seconds")
+        if len(self.split) != 3 or min(self.split) < 0 or not abs(sum(self.split) - 1) < 1e-6 or self.split[0] == 0:
+            raise UserError(f"--split must be three fractions that sum to 1 with train > 0, not {self.split}")
+
+
+@dataclass(frozen=True)
+class DwellScale:
+    """Dwell normalisation fitted on the train split: log1p, then min-max to [0, 1]."""
+
+    cap: float
+    last_event: float  # θ given to a session's last event
+    log_min: float
+    log_max: float
+
+    def normalise(self, theta: npt.NDArray[Any]) -> Float32s:
+        """Scaled dwell in [0, 1] (values outside the train range are clipped)."""
+        span = self.log_max - self.log_min
+        if span <= 0:
+            return np.zeros(np.shape(theta), dtype=np.float32)
+        scaled = (np.log1p(np.asarray(theta, dtype=np.float64)) - self.log_min) / span
+        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SplitSamples:
+    """One split: the page views its samples need, and the samples as ranges over them.
+
+    Sample i sees pages `page[start[i]:end[i]]` (oldest first) and predicts `label[i]`;
+    its user's earlier purchases are `user_items[ui_lo[i]:ui_hi[i]]` of the dataset.
+    """
+
+    page: Int32s
+    theta: Float32s  # capped dwell in seconds
+    start: Ints
+    end: Ints
+    label: Int32s
+    ui_lo: Ints
+    ui_hi: Ints
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> int:
+        return len(self.label)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything `prepare` stores besides the per-window HDF5 files."""
+
+    splits: dict[str, SplitSamples]
+    user_items: Int32s  # item classes of known users' purchases, grouped by user, in time order
+    page_keys: list[Any]  # raw id of page 2, 3, …, M
+    item_keys: list[Any]  # raw id of class 0, 1, …, N-1
+    dwell: DwellScale
+    counts: dict[str, int]
+
+    @property
+    def pages(self) -> int:
+        return len(self.page_keys) + 1
+
+    @property
+    def items(self) -> int:
+        return len(self.item_keys)
+
+
+@dataclass
+class _Sessions:
+    """The sorted log cut into session blocks."""
+
+    first: Ints  # index of each session's first event
+    stop: Ints  # one past its last event
+    block: Ints  # session block of every event
+    split: Ints  # split (0/1/2) of every session
+    rank: Ints  # position of every session in time order
+
+
+def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> Dataset:
+    """Sort, split, fit vocabularies and dwell on train, and make the samples of every split.
+
+    The log's arrays are replaced by their sorted versions (no second copy is kept).
+    """
+    options.check()
+    _sort_in_place(log)
+    progress(f"sorted {len(log):,} events")
+    sessions = _cut_sessions(log, options.split)
+    is_view = log.kind == VIEW
+    train_event = sessions.split[sessions.block] == 0
+    page_keys, page_of = _page_vocabulary(log.item, is_view & train_event, options.max_pages)
+    item_source = (log.kind == PURCHASE) if options.target == "purchase" else is_view
+    item_keys, class_of = _item_vocabulary(log, item_source & train_event, options, _label_kind(options))
+    theta, dwell = _dwell(log, sessions, is_view & train_event, options.dwell_cap)
+    cls = class_of(log.item)
+    starts, ends, labels, owners, dropped = _samples(log, sessions, cls, options.target)
+    ui_lo, ui_hi, user_items = _user_history(log, sessions, cls, owners)
+    views = np.flatnonzero(is_view)
+    page = page_of(log.item[views]).astype(np.int32)
+    splits = {
+        name: _compact(split, sessions, views, page, theta, (starts, ends, labels, owners, ui_lo, ui_hi), dropped)
+        for split, name in enumerate(SPLITS)
+    }
+    counts = {"events": len(log), "page_views": int(is_view.sum()), "purchases": int((~is_view).sum()),
+              "sessions": len(sessions.first), "users": len(np.unique(log.user[log.user != MISSING_USER]))}
+    progress(
+        f"{counts['sessions']:,} sessions, M={len(page_keys) + 1} pages, N={len(item_keys)} items, samples "
+        + "/".join(f"{s.samples:,}" for s in splits.values())
+    )
+    return Dataset(splits, user_items, page_keys, item_keys, dwell, counts)
+
+
+def _label_kind(options: BuildOptions) -> str:
+    return "purchases" if options.target == "purchase" else "page views"
+
+
+def _sort_in_place(log: EventLog) -> None:
+    """Order events by session, time, then views before purchases at equal times (stable)."""
+    if _is_sorted(log):
+        return
+    order = np.lexsort((log.kind, log.time, log.session))
+    log.session, log.item, log.time = log.session[order], log.item[order], log.time[order]
+    log.kind, log.user = log.kind[order], log.user[order]
+
+
+def _is_sorted(log: EventLog) -> bool:
+    ds, dt, dk = np.diff(log.session), np.diff(log.time), np.diff(log.kind.astype(np.int8))
+    return bool(np.all((ds > 0) | ((ds == 0) & ((dt > 0) | ((dt == 0) & (dk >= 0))))))
+
+
+def _cut_sessions(log: EventLog, split: tuple[float, float, float]) -> _Sessions:
+    """Session blocks, and the time-ordered 60/20/20 split of the sessions."""
+    first = np.flatnonzero(np.r_[True, log.session[1:] != log.session[:-1]])
+    stop = np.r_[first[1:], len(log)]
+    block = np.repeat(np.arange(len(first)), stop - first)
+    by_time = np.lexsort((log.session[first], log.time[first]))
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[by_time] = np.arange(len(first))
+    cuts = np.round(np.cumsum(split)[:2] * len(first)).astype(np.int64)
+    return _Sessions(first, stop, block, np.searchsorted(cuts, rank, side="right"), rank)
+
+
+def _top_keys(keys: Ints, limit: int) -> Ints:
+    """The `limit` most frequent keys, most frequent first (ties: smaller id first)."""
+    unique, counts = np.unique(keys, return_counts=True)
+    return unique[np.lexsort((unique, -counts))[:limit]]
+
+
+def _lookup(kept: Ints, base: int, missing: int) -> Callable[[Ints], Ints]:
+    """A vectorised map raw id → base + rank in `kept`, `missing` for ids not kept."""
+    order = np.argsort(kept)
+    sorted_keys = kept[order]
+
+    def lookup(raw: Ints) -> Ints:
+        if not len(sorted_keys):
+            return np.full(len(raw), missing, dtype=np.int64)
+        slot = np.clip(np.searchsorted(sorted_keys, raw), 0, len(sorted_keys) - 1)
+        return np.where(sorted_keys[slot] == raw, order[slot] + base, missing)
+
+    return lookup
+
+
+def _page_vocabulary(item: Ints, train_views: Mask, max_pages: int) -> tuple[list[Any], Callable[[Ints], Ints]]:
+    if not train_views.any():
+        raise UserError("the train split has no page views: the log is too small to split")
+    kept = _top_keys(item[train_views], max_pages - 1)  # the OOV id takes one of the M slots
+    return kept.tolist(), _lookup(kept, OOV_PAGE + 1, OOV_PAGE)
+
+
+def _item_vocabulary(
+    log: EventLog, train_targets: Mask, options: BuildOptions, what: str
+) -> tuple[list[Any], Callable[[Ints], Ints]]:
+    if not train_targets.any():
+        sources = ", ".join(str(f["path"]) for f in log.files if f["role"] != "users")
+        raise UserError(f"{sources}: no {what} in the train split, so there is nothing to predict "
+                        f"(--target {options.target})")
+    kept = _top_keys(log.item[train_targets], options.max_items)
+    return kept.tolist(), _lookup(kept, 0, -1)
+
+
+def _dwell(log: EventLog, sessions: _Sessions, train_views: Mask, cap: float) -> tuple[Float32s, DwellScale]:
+    """θ of every page view (gap to the session's next event, capped) and the train scale."""
+    gap = np.empty(len(log), dtype=np.float64)
+    gap[:-1] = np.diff(log.time)
+    has_next = np.ones(len(log), dtype=np.bool_)
+    has_next[sessions.stop - 1] = False
+    gap = np.minimum(gap, cap)
+    observed = train_views & has_next
+    last = float(np.median(gap[observed])) if observed.any() else 0.0
+    gap[~has_next] = last
+    logs = np.log1p(gap[train_views])
+    scale = DwellScale(cap, last, float(logs.min(initial=np.inf)), float(logs.max(initial=-np.inf)))
+    return gap[log.kind == VIEW].astype(np.float32), scale
+
+
+def _samples(
+    log: EventLog, sessions: _Sessions, cls: Ints, target: str
+) -> tuple[Ints, Ints, Ints, Ints, dict[str, Ints]]:
+    """Every sample as (start, end) over the page views, its label class and session block.
+
+    Also per-session counts of dropped candidates, keyed by reason.
+    """
+    is_view = log.kind == VIEW
+    views_before = np.cumsum(is_view) - is_view  # index of each event among the views
+    view_first = views_before[sessions.first]
+    if target == "purchase":
+        return _purchase_samples(log, sessions, cls, views_before, view_first)
+    views = np.flatnonzero(is_view)
+    owner = sessions.block[views]
+    follows = np.r_[False, owner[1:] == owner[:-1]]  # a view with an earlier view in its session
+    labelled = follows & (cls[views] >= 0)
+    at = np.flatnonzero(labelled)
+    dropped = {"oov_label": np.bincount(owner[follows & ~labelled], minlength=len(sessions.first))}
+    return view_first[owner[at]], at, cls[views][at], owner[at], dropped
+
+
+def _purchase_samples(
+    log: EventLog, sessions: _Sessions, cls: Ints, views_before: Ints, view_first: Ints
+) -> tuple[Ints, Ints, Ints, Ints, dict[str, Ints]]:
+    """One sample per session with a purchase: the views before its first purchase event,
+    labelled with the earliest bought item that is in the item vocabulary."""
+    n = len(sessions.first)
+    bought = np.flatnonzero(log.kind == PURCHASE)
+    first_buy = _first_per_block(sessions.block[bought], bought, n)
+    known = bought[cls[bought] >= 0]
+    first_known = _first_per_block(sessions.block[known], known, n)
+    has_buy = first_buy >= 0
+    end = np.where(has_buy, views_before[np.maximum(first_buy, 0)], 0)
+    empty = has_buy & (end == view_first)
+    oov = has_buy & ~empty & (first_known < 0)
+    ok = np.flatnonzero(has_buy & ~empty & ~oov)
+    dropped = {"empty_prefix": empty.astype(np.int64), "oov_label": oov.astype(np.int64),
+               "purchase_sessions": has_buy.astype(np.int64)}
+    return view_first[ok], end[ok], cls[first_known[ok]], ok, dropped
+
+
+def _first_per_block(blocks: Ints, positions: Ints, n: int) -> Ints:
+    """For each of n blocks, the first of `positions` in it (sorted input), or -1."""
+    result = np.full(n, -1, dtype=np.int64)
+    unique, first = np.unique(blocks, return_index=True)
+    result[unique] = positions[first]
+    return result
+
+
+def _user_history(log: EventLog, sessions: _Sessions, cls: Ints, owners: Ints) -> tuple[Ints, Ints, Int32s]:
+    """For every sample, the range of its user's purchases made before its session started.
+
+    Purchases of known users with an in-vocabulary item are sorted by (user, time); a
+    sample's range is then two binary searches on a combined (user, time rank) key.
+    """
+    session_user = np.maximum.reduceat(log.user, sessions.first) if len(log) else np.empty(0, np.int64)
+    bought = np.flatnonzero((log.kind == PURCHASE) & (cls >= 0) & (log.user != MISSING_USER))
+    sample_user = session_user[owners]
+    session_start = log.time[sessions.first][owners]
+    _, ranks = np.unique(np.r_[log.time[bought], session_start], return_inverse=True)
+    ranks = ranks.ravel().astype(np.int64)
+    record_key = (log.user[bought] << 32) | ranks[: len(bought)]
+    order = np.argsort(record_key, kind="stable")
+    record_key = record_key[order]
+    user_key = np.maximum(sample_user, 0) << 32
+    lo = np.searchsorted(record_key, user_key, side="left")
+    hi = np.searchsorted(record_key, user_key | ranks[len(bought):], side="left")
+    unknown = sample_user == MISSING_USER
+    return np.where(unknown, 0, lo), np.where(unknown, 0, hi), cls[bought][order].astype(np.int32)
+
+
+def ranges(starts: Ints, lengths: Ints) -> Ints:
+    """Concatenation of arange(s, s + n) for every (s, n), without a Python loop."""
+    total = int(lengths.sum())
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _compact(
+    split: int,
+    sessions: _Sessions,
+    views: Ints,
+    page: Int32s,
+    theta: Float32s,
+    samples: tuple[Ints, Ints, Ints, Ints, Ints, Ints],
+    dropped: dict[str, Ints],
+) -> SplitSamples:
+    """Keep the page views the split's samples need, sessions in time order."""
+    starts, ends, labels, owners, ui_lo, ui_hi = samples
+    mine = np.flatnonzero(sessions.split[owners] == split)
+    mine = mine[np.lexsort((ends[mine], sessions.rank[owners[mine]]))]
+    owner = owners[mine]
+    chosen, first_sample = np.unique(sessions.rank[owner], return_index=True)
+    need_end = np.maximum.reduceat(ends[mine], first_sample) if len(mine) else np.empty(0, np.int64)
+    span_start = starts[mine][first_sample]
+    lengths = need_end - span_start
+    kept = ranges(span_start, lengths)
+    offset = np.cumsum(lengths) - lengths
+    where = np.searchsorted(chosen, sessions.rank[owner])
+    new_start = offset[where]
+    in_split = sessions.split == split
+    counts = {"sessions": int(in_split.sum()), "samples": len(mine),
+              "oov_page_views": int(np.sum(page[kept] == OOV_PAGE)), "page_views": len(kept)}
+    counts.update({f"dropped_{k}" if k != "purchase_sessions" else k: int(v[in_split].sum())
+                   for k, v in dropped.items()})
+    return SplitSamples(
+        page=page[kept].astype(np.int32), theta=theta[kept], start=new_start,
+        end=new_start + (ends[mine] - starts[mine]), label=labels[mine].astype(np.int32),
+        ui_lo=ui_lo[mine], ui_hi=ui_hi[mine], counts=counts,
+    )
