@@ -13,13 +13,15 @@ export DRNNGEN_CACHE ?= $(HOME)/.cache/drnngen
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: system-deps caffe venv  ## everything: Debian packages, Caffe build, virtualenv
+setup: system-deps venv caffe  ## everything: Debian packages, virtualenv, Caffe build
 
 system-deps:  ## Debian packages Caffe and drnngen need (apt-get, root)
 	bash scripts/system_deps.sh
 
-caffe: system-deps  ## build pycaffe into $(DRNNGEN_CACHE)/caffe-<version> (skipped when complete)
-	bash scripts/build_caffe.sh
+# Caffe is compiled against the venv's Python and numpy, so the venv comes first.
+# CAFFE_FLAGS=--gpu builds with CUDA (needs nvcc); see scripts/build_caffe.sh --help.
+caffe: system-deps venv  ## build pycaffe into $(DRNNGEN_CACHE)/caffe-<version>-cpu (skipped when complete)
+	bash scripts/build_caffe.sh --python $(PY) $(CAFFE_FLAGS)
 
 venv: $(INSTALLED)  ## virtualenv with drnngen installed editable
 

@@ -9,6 +9,7 @@ import click
 
 from drnngen import __version__
 from drnngen.cli.build import build, draw
+from drnngen.cli.doctor import doctor
 from drnngen.errors import EnvironmentProblem, UserError
 
 
@@ -44,7 +45,7 @@ def cli() -> None:
     ICDE 2016) and tune their hyperparameters with a genetic algorithm."""
 
 
-for _command in (build, draw):
+for _command in (build, draw, doctor):
     cli.add_command(_command)
 
 

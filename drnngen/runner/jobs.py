@@ -1,0 +1,184 @@
+"""What the runner is asked to do and what it answers: frozen, typed values.
+
+Jobs travel to the child process as JSON (``to_wire``) and results come back
+as JSON; nothing here imports Caffe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from drnngen.errors import UserError
+
+Mode = Literal["cpu", "gpu"]
+Phase = Literal["train", "test"]
+Status = Literal["ok", "failed", "timeout", "nan"]
+
+MODES: tuple[Mode, ...] = ("cpu", "gpu")
+PHASES: tuple[Phase, ...] = ("train", "test")
+
+
+def check_mode(mode: str) -> Mode:
+    """`mode` as a Mode, or UserError naming the allowed values."""
+    for known in MODES:
+        if mode == known:
+            return known
+    raise UserError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+
+
+def check_phase(phase: str) -> Phase:
+    """`phase` as a Phase, or UserError naming the allowed values."""
+    for known in PHASES:
+        if phase == known:
+            return known
+    raise UserError(f"phase: {phase!r} is not one of {', '.join(PHASES)}")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Train the solver in ``workdir`` for ``iterations`` steps, then test.
+
+    Caffe resolves the relative paths inside the prototxt files (net file,
+    HDF5 source lists) from the working directory, so the child runs there.
+    ``loss_blob`` is read on the TRAIN net after every step and, with the
+    ``accuracy_blobs``, averaged over ``test_iterations`` batches of the TEST
+    net. Train losses are reported as means over ``loss_interval`` steps.
+    ``snapshot`` (relative to workdir, or absolute) receives the trained
+    weights as a .caffemodel; ``log_file`` (relative to workdir) keeps
+    Caffe's glog output.
+    """
+
+    workdir: Path
+    iterations: int
+    loss_blob: str
+    accuracy_blobs: tuple[str, ...] = ()
+    test_iterations: int = 0
+    solver: str = "solver.prototxt"
+    mode: Mode = "cpu"
+    gpu_id: int = 0
+    loss_interval: int = 10
+    timeout_s: float | None = None
+    snapshot: Path | None = None
+    log_file: str | None = "caffe.log"
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+        if self.iterations < 1:
+            raise UserError(f"iterations: must be >= 1, got {self.iterations}")
+        if self.loss_interval < 1:
+            raise UserError(f"loss_interval: must be >= 1, got {self.loss_interval}")
+        if self.test_iterations < 0:
+            raise UserError(f"test_iterations: must be >= 0, got {self.test_iterations}")
+        if self.gpu_id < 0:
+            raise UserError(f"gpu_id: must be >= 0, got {self.gpu_id}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise UserError(f"timeout_s: must be > 0, got {self.timeout_s}")
+
+    @property
+    def snapshot_path(self) -> Path | None:
+        """Where the caffemodel goes, absolute."""
+        return None if self.snapshot is None else self.workdir / self.snapshot
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON the worker reads."""
+        snapshot = self.snapshot_path
+        return {
+            "solver": self.solver,
+            "iterations": self.iterations,
+            "loss_blob": self.loss_blob,
+            "accuracy_blobs": list(self.accuracy_blobs),
+            "test_iterations": self.test_iterations,
+            "mode": self.mode,
+            "gpu_id": self.gpu_id,
+            "loss_interval": self.loss_interval,
+            "snapshot": None if snapshot is None else str(snapshot),
+        }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of a TrainJob; failures are values, not exceptions.
+
+    ``train_losses`` holds (iteration, mean loss of the interval ending there);
+    ``final_train_loss`` is the last of those means. ``solver_seconds`` counts
+    only the time inside the solver (no process start, no net set-up).
+    """
+
+    status: Status
+    iterations_done: int = 0
+    train_losses: tuple[tuple[int, float], ...] = ()
+    test_loss: float | None = None
+    test_accuracy: Mapping[str, float] = field(default_factory=dict)
+    solver_seconds: float = 0.0
+    caffemodel: Path | None = None
+    error: str | None = None
+    log: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def final_train_loss(self) -> float | None:
+        return self.train_losses[-1][1] if self.train_losses else None
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One layer as Caffe built it (after its own `*_split` insertion)."""
+
+    name: str
+    type: str
+    bottoms: tuple[str, ...]
+    tops: tuple[str, ...]
+    param_shapes: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class NetSummary:
+    """Whether caffe.Net accepted a net file, and what it built.
+
+    ``shared_params`` groups the parameter blobs that are one piece of memory
+    (``layer/index`` names, groups of two or more), read from the data
+    pointers Caffe hands out.
+    """
+
+    path: Path
+    phase: Phase
+    ok: bool
+    error: str | None = None
+    layers: tuple[LayerSummary, ...] = ()
+    blobs: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    shared_params: tuple[tuple[str, ...], ...] = ()
+
+    def layer(self, name: str) -> LayerSummary:
+        """The layer called ``name`` (KeyError when the net has none)."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class CaffeInfo:
+    """What the located Caffe is, as seen from inside a child process."""
+
+    version: str
+    layer_types: tuple[str, ...]
+    gpu_capable: bool | None
+    numpy: str
+    protobuf: str
+    python: str
+    package_dir: Path
+
+
+def finite_or_none(value: Any) -> float | None:
+    """JSON has no NaN; the worker sends None for it."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -1,0 +1,320 @@
+"""The child process that runs Caffe: ``python -m drnngen.runner.worker``.
+
+It reads one JSON job on stdin and writes JSON lines (events) to its original
+stdout. File descriptor 1 is pointed at stderr before Caffe is imported, so
+anything Caffe or a library prints cannot corrupt the event stream; stderr is
+glog's, which the parent reads to explain a CHECK failure or a crash.
+
+Events: ``{"event": "progress", ...}`` while training, ``{"event": "item", ...}``
+per net of a load job, then ``{"event": "result", ...}`` or
+``{"event": "error", "message": ...}``. A Python error becomes an error event;
+a C++ abort ends the process, and the parent makes sense of it.
+
+This module is the only place in drnngen that imports ``caffe``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+Event = dict[str, Any]
+Emit = Callable[[Event], None]
+
+
+class JobError(Exception):
+    """A job that cannot run as asked; becomes an error event."""
+
+
+def _caffe() -> Any:
+    import caffe
+
+    return caffe
+
+
+def gpu_capable() -> bool | None:
+    """Whether the loaded libcaffe links CUDA (None when this OS cannot tell).
+
+    A CPU-only build accepts set_mode_gpu() silently and aborts on the next
+    step, so this has to be known before choosing GPU mode.
+    """
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        return None
+    return "libcudart" in maps.read_text()
+
+
+def set_mode(mode: str, gpu_id: int) -> None:
+    caffe = _caffe()
+    if mode == "cpu":
+        caffe.set_mode_cpu()
+        return
+    if gpu_capable() is False:
+        raise JobError("this Caffe is a CPU-only build; GPU mode needs a CUDA build")
+    caffe.set_device(gpu_id)
+    caffe.set_mode_gpu()
+
+
+def _phase(name: str) -> Any:
+    caffe = _caffe()
+    return caffe.TRAIN if name == "train" else caffe.TEST
+
+
+# --- info -------------------------------------------------------------------
+
+
+def run_info(job: Event, emit: Emit) -> None:
+    caffe = _caffe()
+    import google.protobuf
+
+    emit({
+        "event": "result",
+        "version": str(caffe.__version__),
+        "layer_types": sorted(str(t) for t in caffe.layer_type_list()),
+        "gpu_capable": gpu_capable(),
+        "numpy": np.__version__,
+        "protobuf": google.protobuf.__version__,
+        "python": sys.version.split()[0],
+        "package_dir": str(Path(caffe.__file__).resolve().parent),
+    })
+
+
+# --- load -------------------------------------------------------------------
+
+
+def _pointer(array: Any) -> int:
+    return int(array.__array_interface__["data"][0])
+
+
+def summarize(net: Any) -> Event:
+    """Layers, blob shapes and shared parameter groups of a loaded net."""
+    layers = []
+    owners: dict[int, list[str]] = {}
+    for index, name in enumerate(net._layer_names):
+        layer = net.layers[index]
+        shapes = []
+        for param_index, blob in enumerate(layer.blobs):
+            shapes.append(list(blob.data.shape))
+            owners.setdefault(_pointer(blob.data), []).append(f"{name}/{param_index}")
+        layers.append({
+            "name": str(name),
+            "type": str(layer.type),
+            "bottoms": [str(b) for b in net.bottom_names[name]],
+            "tops": [str(t) for t in net.top_names[name]],
+            "param_shapes": shapes,
+        })
+    return {
+        "layers": layers,
+        "blobs": {str(k): list(v.data.shape) for k, v in net.blobs.items()},
+        "shared_params": [group for group in owners.values() if len(group) > 1],
+    }
+
+
+def run_load(job: Event, emit: Emit) -> None:
+    caffe = _caffe()
+    caffe.set_mode_cpu()
+    for index, item in enumerate(job["items"]):
+        # Relative HDF5 source paths are read from the net file's folder.
+        os.chdir(item["workdir"])
+        try:
+            net = caffe.Net(item["net"], _phase(item["phase"]))
+            if item.get("weights"):
+                net.copy_from(item["weights"])
+        except Exception as exc:  # pycaffe raises plain RuntimeError/KeyError
+            emit({"event": "item", "index": index, "ok": False, "error": _describe(exc)})
+            continue
+        emit({"event": "item", "index": index, "ok": True, **summarize(net)})
+        del net
+    emit({"event": "result"})
+
+
+# --- train ------------------------------------------------------------------
+
+
+def _solver_net_file(solver_file: str) -> str:
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    param = caffe_pb2.SolverParameter()
+    text_format.Merge(Path(solver_file).read_text(), param)
+    return str(param.net or param.train_net)
+
+
+def _test_net(solver: Any, solver_file: str) -> Any:
+    if len(solver.test_nets):
+        net = solver.test_nets[0]
+    else:  # a solver without test_iter has no test net: make one
+        caffe = _caffe()
+        net = caffe.Net(_solver_net_file(solver_file), caffe.TEST)
+    # Test nets hold their own weights; Caffe's TestAll shares them first, so do we.
+    net.share_with(solver.net)
+    return net
+
+
+def _require_blobs(net: Any, names: list[str], which: str) -> None:
+    missing = [name for name in names if name not in net.blobs]
+    if missing:
+        raise JobError(
+            f"{which} net has no blob {', '.join(missing)} "
+            f"(blobs: {', '.join(list(net.blobs)[-8:])}, ...)"
+        )
+
+
+def _train_steps(solver: Any, job: Event, emit: Emit) -> tuple[str, float]:
+    """Step the solver, emitting interval means; returns (status, seconds)."""
+    net, blob, interval = solver.net, job["loss_blob"], job["loss_interval"]
+    chunk: list[float] = []
+    start = time.perf_counter()
+    for step in range(1, job["iterations"] + 1):
+        solver.step(1)
+        loss = float(net.blobs[blob].data)
+        if not math.isfinite(loss):
+            return "nan", time.perf_counter() - start
+        chunk.append(loss)
+        if len(chunk) == interval or step == job["iterations"]:
+            emit({"event": "progress", "iteration": int(solver.iter),
+                  "loss": sum(chunk) / len(chunk), "seconds": time.perf_counter() - start})
+            chunk = []
+    return "ok", time.perf_counter() - start
+
+
+def _test(solver: Any, job: Event) -> dict[str, float]:
+    blobs = [job["loss_blob"], *job["accuracy_blobs"]]
+    net = _test_net(solver, job["solver"])
+    _require_blobs(net, blobs, "TEST")
+    sums = dict.fromkeys(blobs, 0.0)
+    for _ in range(job["test_iterations"]):
+        net.forward()
+        for name in blobs:
+            sums[name] += float(net.blobs[name].data)
+    return {name: total / job["test_iterations"] for name, total in sums.items()}
+
+
+def run_train(job: Event, emit: Emit) -> None:
+    caffe = _caffe()
+    set_mode(job["mode"], job["gpu_id"])
+    solver = caffe.get_solver(job["solver"])
+    _require_blobs(solver.net, [job["loss_blob"]], "TRAIN")
+    status, seconds = _train_steps(solver, job, emit)
+    result: Event = {"event": "result", "status": status, "iterations_done": int(solver.iter),
+                     "solver_seconds": seconds}
+    if status == "ok" and job["test_iterations"] > 0:
+        means = _test(solver, job)
+        result["test_loss"] = means.pop(job["loss_blob"])
+        result["test_accuracy"] = means
+    if status == "ok" and job["snapshot"]:
+        solver.net.save(job["snapshot"])
+        result["caffemodel"] = job["snapshot"]
+    emit(result)
+
+
+# --- forward ----------------------------------------------------------------
+
+
+def run_forward(job: Event, emit: Emit) -> None:
+    """One forward pass; the asked blobs (and all params) into an .npz file."""
+    caffe = _caffe()
+    caffe.set_mode_cpu()
+    net = caffe.Net(job["net"], _phase(job["phase"]))
+    if job.get("weights"):
+        net.copy_from(job["weights"])
+    _require_blobs(net, job["blobs"], job["phase"].upper())
+    net.forward()
+    arrays = {f"blob:{name}": net.blobs[name].data.copy() for name in job["blobs"]}
+    if job["params"]:
+        for layer, blobs in net.params.items():
+            for index, blob in enumerate(blobs):
+                arrays[f"param:{layer}:{index}"] = blob.data.copy()
+    np.savez(job["out"], **arrays)
+    emit({"event": "result"})
+
+
+def _hdf5_files(list_file: str) -> list[str]:
+    base = Path(list_file).resolve().parent
+    lines = [line.strip() for line in Path(list_file).read_text().splitlines()]
+    return [str(base / line) for line in lines if line]
+
+
+def _batches(path: str, inputs: list[str], size: int) -> Iterator[dict[str, np.ndarray]]:
+    import h5py
+
+    with h5py.File(path, "r") as data:
+        missing = [name for name in inputs if name not in data]
+        if missing:
+            raise JobError(f"{path}: no dataset {', '.join(missing)} for the deploy net's inputs")
+        rows = data[inputs[0]].shape[0]
+        for start in range(0, rows, size):
+            yield {name: np.asarray(data[name][start:start + size]) for name in inputs}
+
+
+def run_scores(job: Event, emit: Emit) -> None:
+    """Deploy net over every row of the HDF5 files; ``blob`` rows into an .npy."""
+    caffe = _caffe()
+    set_mode(job["mode"], job["gpu_id"])
+    net = caffe.Net(job["deploy"], caffe.TEST)
+    net.copy_from(job["weights"])
+    _require_blobs(net, [job["blob"]], "deploy")
+    inputs = [str(name) for name in net.inputs]
+    parts = []
+    for path in _hdf5_files(job["sources"]):
+        for batch in _batches(path, inputs, job["batch_size"]):
+            for name, values in batch.items():
+                net.blobs[name].reshape(*values.shape)
+                net.blobs[name].data[...] = values
+            net.reshape()
+            net.forward()
+            parts.append(net.blobs[job["blob"]].data.copy())
+    np.save(job["out"], np.concatenate(parts) if parts else np.zeros((0,), np.float32))
+    emit({"event": "result"})
+
+
+# --- plumbing ---------------------------------------------------------------
+
+KINDS: dict[str, Callable[[Event, Emit], None]] = {
+    "info": run_info,
+    "load": run_load,
+    "train": run_train,
+    "forward": run_forward,
+    "scores": run_scores,
+}
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[-1] if text else ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _event_stream() -> IO[str]:
+    # Keep the real stdout for events; fd 1 now goes to stderr with glog.
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return events
+
+
+def main() -> int:
+    events = _event_stream()
+
+    def emit(event: Event) -> None:
+        events.write(json.dumps(event) + "\n")
+        events.flush()
+
+    job = json.loads(sys.stdin.read())
+    try:
+        KINDS[job["kind"]](job, emit)
+    except Exception as exc:  # every Python failure is reported, none is lost
+        emit({"event": "error", "message": _describe(exc)})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
