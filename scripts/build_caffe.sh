@@ -29,6 +29,7 @@ FORCE=0
 JOBS="$(nproc 2>/dev/null || echo 2)"
 
 say() { echo "[caffe] $*"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 die() { echo "[caffe] error: $*" >&2; exit 1; }
 
 parse_args() {
@@ -38,7 +39,7 @@ parse_args() {
             --gpu) VARIANT=gpu; shift ;;
             --force) FORCE=1; shift ;;
             -j) JOBS="$2"; shift 2 ;;
-            -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            -h|--help) usage; exit 0 ;;
             *) die "unknown argument: $1 (see --help)" ;;
         esac
     done
