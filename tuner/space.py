@@ -151,3 +151,15 @@ def _cross_checks(space: SearchSpace) -> list[str]:
             f"shortcut: min {space.shortcut.low} must be < layers.min {space.layers.low} (h < l for every l)"
         )
     return errors
+
+
+def space_mapping(space: SearchSpace) -> dict[str, Any]:
+    """The space as YAML-ready data (parse_space's inverse; the ledger keeps it)."""
+    return {
+        **{key: {"min": r.low, "max": r.high} for key, r in (
+            ("states", space.states), ("layers", space.layers), ("shortcut", space.shortcut))},
+        "activations": list(space.activations),
+        "widths": list(space.widths),
+        "base_lr": list(space.base_lr),
+        "batch_size": list(space.batch_size),
+    }

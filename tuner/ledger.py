@@ -1,0 +1,312 @@
+"""The run ledger: `ledger.sqlite` in the run folder, the record a run resumes from.
+
+Every write is one transaction, made the moment its fact exists: a candidate
+right after its evaluation, a generation's start (population and RNG state)
+before its first random draw, its end (population, logbook record, best, RNG
+state) after its last evaluation. A crash or `kill -9` therefore loses at most
+the trainings in flight. Resuming replays the unfinished generation from its
+recorded start; its operators draw the same r-values from the same RNG state,
+and every candidate already in the ledger is read back instead of trained,
+so a resumed run ends where the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drnngen.errors import UserError
+from tuner.fitness import Outcome
+from tuner.gentune import Checkpoint, RngState
+
+LEDGER_FILE = "ledger.sqlite"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (          -- run parameters and state, one JSON value per key
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS candidates (    -- every distinct network this run evaluated
+    key            TEXT PRIMARY KEY,       -- canonical hash: net + solver (seed included) + data
+    genotype       TEXT NOT NULL,          -- JSON chromosome [w, l, h, a_1..a_l, E_1..E_l, ...]
+    config         TEXT NOT NULL,          -- the candidate's full config, YAML
+    status         TEXT NOT NULL,          -- ok | failed | timeout | nan | invalid
+    fitness        REAL NOT NULL,          -- accuracy + 1/(1+loss); 0 when not ok
+    accuracy       REAL,                   -- top-1, last state, validation split
+    loss           REAL,                   -- last state's loss, validation split
+    metrics        TEXT NOT NULL,          -- JSON: every accuracy blob (top-1, top-K)
+    iterations     INTEGER NOT NULL,
+    random_seed    INTEGER,                -- Caffe's, derived from --seed and the network
+    solver_seconds REAL NOT NULL,          -- time inside solver.step
+    wall_seconds   REAL NOT NULL,          -- whole evaluation: files, child process, test
+    error          TEXT,                   -- Caffe's own message when not ok
+    folder         TEXT,                   -- candidate folder (prototxt, config, log)
+    caffemodel     TEXT,                   -- trained weights (run folder or cache)
+    source         TEXT NOT NULL,          -- trained | cache (trained by an earlier run)
+    generation     INTEGER NOT NULL,       -- first generation that asked for it
+    evaluated_at   REAL NOT NULL,
+    seq            INTEGER NOT NULL        -- order of first evaluation in this run
+);
+CREATE TABLE IF NOT EXISTS evaluations (   -- every evaluation the loop asked for, in order
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    generation INTEGER NOT NULL,
+    position   INTEGER NOT NULL,           -- index in the generation's batch
+    key        TEXT NOT NULL REFERENCES candidates(key),
+    source     TEXT NOT NULL               -- trained | cache | ledger | duplicate
+);
+CREATE TABLE IF NOT EXISTS generations (   -- 0 = the initial random population
+    generation       INTEGER PRIMARY KEY,
+    rng_start        TEXT NOT NULL,        -- random.Random.getstate() before the generation, JSON
+    population_start TEXT NOT NULL,        -- JSON [{genotype, fitness}], before
+    best_start       TEXT,                 -- JSON {genotype, fitness} best before, or null
+    started_at       REAL NOT NULL,
+    rng_end          TEXT,                 -- the rest is null until the generation finished
+    population_end   TEXT,                 -- JSON [{genotype, fitness, key}], after
+    record           TEXT,                 -- logbook record, JSON
+    finished_at      REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    """One row of `candidates`, as `drnngen best` and the tests read it."""
+
+    key: str
+    genotype: list[Any]
+    config: str
+    outcome: Outcome
+    random_seed: int | None
+    folder: str | None
+    source: str
+    generation: int
+
+
+class Ledger:
+    """The run's SQLite record; also the loop's `Journal`."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self.generation = 0
+
+    # --- opening ---------------------------------------------------------------
+
+    @classmethod
+    def create(cls, run_dir: Path, params: dict[str, Any]) -> Ledger:
+        """A new ledger in a new (or empty) run folder."""
+        path = Path(run_dir) / LEDGER_FILE
+        if path.exists():
+            raise UserError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
+        try:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from None
+        ledger = cls(_connect(path), path)
+        ledger._db.executescript(SCHEMA)  # idempotent; executescript commits on its own
+        with ledger._transaction() as db:
+            meta = {"schema_version": SCHEMA_VERSION, "params": params, "status": "running",
+                    "created_at": time.time()}
+            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                           [(k, json.dumps(v)) for k, v in meta.items()])
+        return ledger
+
+    @classmethod
+    def open(cls, run_dir: Path) -> Ledger:
+        """The ledger of an existing run (for --resume and `drnngen best`)."""
+        path = Path(run_dir) / LEDGER_FILE
+        if not path.is_file():
+            raise UserError(f"{run_dir}: no {LEDGER_FILE} here; is it a `drnngen tune` run folder?")
+        ledger = cls(_connect(path), path)
+        version = ledger.meta("schema_version")
+        if version != SCHEMA_VERSION:
+            raise UserError(f"{path}: ledger schema {version!r}, this drnngen reads {SCHEMA_VERSION}")
+        return ledger
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- meta --------------------------------------------------------------------
+
+    def meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = self.meta("params")
+        return params
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    # --- the loop's journal -----------------------------------------------------
+
+    def generation_started(self, gen: int, population: Sequence[Any], rng_state: RngState) -> None:
+        self.generation = gen
+        best = self._best_before(gen)
+        with self._transaction() as db:
+            # A replayed generation starts from the same state: keep the first record.
+            db.execute(
+                "INSERT OR IGNORE INTO generations (generation, rng_start, population_start, best_start, started_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (gen, json.dumps(rng_state), _population(population), best, time.time()),
+            )
+
+    def generation_finished(self, gen: int, population: Sequence[Any], rng_state: RngState,
+                            record: dict[str, Any], best: Any) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE generations SET rng_end = ?, population_end = ?, record = ?, finished_at = ?"
+                " WHERE generation = ?",
+                (json.dumps(rng_state), self._keyed(population),
+                 json.dumps({**record, "best_individual": _one(best)}), time.time(), gen),
+            )
+
+    def checkpoint(self, make: Callable[[list[Any]], Any]) -> Checkpoint | None:
+        """Where to resume: the unfinished generation's start, or after the last
+        finished one. `make` turns a genotype list into a DEAP individual."""
+        row = self._db.execute(
+            "SELECT generation, rng_start, population_start, best_start, rng_end, population_end, record"
+            " FROM generations ORDER BY generation DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        gen, rng_start, pop_start, best_start, rng_end, pop_end, record = row
+        if record is None:
+            return Checkpoint(gen, _individuals(pop_start, make), _rng(rng_start), _individual(best_start, make))
+        best = json.loads(record)["best_individual"]
+        return Checkpoint(gen + 1, _individuals(pop_end, make), _rng(rng_end), _individual(json.dumps(best), make))
+
+    def records(self) -> list[dict[str, Any]]:
+        """The logbook records of the finished generations, in order."""
+        rows = self._db.execute("SELECT record FROM generations WHERE record IS NOT NULL ORDER BY generation")
+        return [json.loads(r[0]) for r in rows]
+
+    # --- candidates ----------------------------------------------------------------
+
+    def outcome(self, key: str) -> Outcome | None:
+        row = self._db.execute(f"SELECT {_OUTCOME_COLUMNS} FROM candidates WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _outcome(row)
+
+    def record_candidate(self, key: str, genotype: Sequence[Any], config: str, outcome: Outcome, *,
+                         random_seed: int | None, folder: Path | None, source: str) -> None:
+        """One evaluated network, in its own transaction."""
+        with self._transaction() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM candidates").fetchone()[0]
+            db.execute(
+                "INSERT OR REPLACE INTO candidates (key, genotype, config, status, fitness, accuracy, loss, metrics,"
+                " iterations, random_seed, solver_seconds, wall_seconds, error, folder, caffemodel, source,"
+                " generation, evaluated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, json.dumps(list(genotype)), config, outcome.status, outcome.fitness, outcome.accuracy,
+                 outcome.loss, json.dumps(dict(outcome.metrics)), outcome.iterations, random_seed,
+                 outcome.solver_seconds, outcome.wall_seconds, outcome.error,
+                 None if folder is None else str(folder), outcome.caffemodel, source, self.generation,
+                 time.time(), seq),
+            )
+
+    def record_evaluations(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        """(position, key, source) of each evaluation of the current generation's batch."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO evaluations (generation, position, key, source) VALUES (?, ?, ?, ?)",
+                [(self.generation, pos, key, source) for pos, key, source in rows],
+            )
+
+    def candidates(self) -> list[CandidateRow]:
+        """Every candidate, in the order first evaluated."""
+        rows = self._db.execute(
+            f"SELECT key, genotype, config, random_seed, folder, source, generation, {_OUTCOME_COLUMNS}"
+            " FROM candidates ORDER BY seq"
+        )
+        return [CandidateRow(r[0], json.loads(r[1]), r[2], _outcome(r[7:]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def best(self) -> CandidateRow | None:
+        """The fittest successful candidate (of equal fitnesses, the first evaluated)."""
+        ok = [c for c in self.candidates() if c.outcome.ok]
+        if not ok:
+            return None
+        return max(ok, key=lambda c: c.outcome.fitness)  # max() keeps the first of equals
+
+    # --- plumbing --------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _keyed(self, population: Sequence[Any]) -> str:
+        """The population as JSON, each member with its candidate key (for reports)."""
+        members = []
+        for ind in population:
+            row = self._db.execute("SELECT key FROM candidates WHERE genotype = ?", (json.dumps(list(ind)),)).fetchone()
+            members.append({**(_one(ind) or {}), "key": None if row is None else row[0]})
+        return json.dumps(members)
+
+    def _best_before(self, gen: int) -> str | None:
+        row = self._db.execute("SELECT record FROM generations WHERE generation = ?", (gen - 1,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return json.dumps(json.loads(row[0])["best_individual"])
+
+
+_OUTCOME_COLUMNS = ("status, fitness, accuracy, loss, metrics, iterations, solver_seconds, wall_seconds, error,"
+                    " caffemodel")
+
+
+def _outcome(row: Sequence[Any]) -> Outcome:
+    status, fit, acc, loss, metrics, iterations, solver_s, wall_s, error, model = row
+    return Outcome(status, fit, acc, loss, json.loads(metrics), iterations, solver_s, wall_s, error, model)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None)  # transactions are explicit
+        db.execute("PRAGMA journal_mode=WAL")  # readers (tests, `drnngen best`) never block the run
+        db.execute("PRAGMA synchronous=FULL")
+    except sqlite3.Error as exc:
+        raise UserError(f"{path}: cannot open the ledger ({exc})") from None
+    return db
+
+
+def _one(individual: Any) -> dict[str, Any] | None:
+    if individual is None:
+        return None
+    valid = individual.fitness.valid
+    return {"genotype": list(individual), "fitness": individual.fitness.values[0] if valid else None}
+
+
+def _population(population: Sequence[Any]) -> str:
+    return json.dumps([_one(ind) for ind in population])
+
+
+def _individual(text: str | None, make: Callable[[list[Any]], Any]) -> Any:
+    data = None if text is None else json.loads(text)
+    if data is None:
+        return None
+    individual = make(data["genotype"])
+    if data["fitness"] is not None:
+        individual.fitness.values = (data["fitness"],)
+    return individual
+
+
+def _individuals(text: str, make: Callable[[list[Any]], Any]) -> list[Any]:
+    return [_individual(json.dumps(item), make) for item in json.loads(text)]
+
+
+def _rng(text: str) -> RngState:
+    version, internal, gauss = json.loads(text)
+    return version, tuple(internal), gauss
