@@ -6,18 +6,16 @@ import random
 import struct
 from pathlib import Path
 
-import pytest
-
 from drnngen.evaluation.caffe_log import TrainingCurve
-from drnngen.evaluation.report import PLOTS, Candidate, RunHistory, markdown_summary, write_report
+from drnngen.evaluation.report import PLOTS, Candidate, Member, RunHistory, markdown_summary, write_report
 
 
 def _history(seed: int = 5, generations: int = 4, size: int = 6) -> RunHistory:
     """A plausible run: 6 candidates per generation, fitness creeping up, one NaN failure."""
     rng = random.Random(seed)
     candidates: list[Candidate] = []
-    populations: dict[int, list[str]] = {}
-    current: list[str] = []
+    populations: dict[int, list[Member]] = {}
+    current: list[Candidate] = []
     for gen in range(generations):
         fresh = size if gen == 0 else 3
         for _ in range(fresh):
@@ -35,8 +33,8 @@ def _history(seed: int = 5, generations: int = 4, size: int = 6) -> RunHistory:
                 fitness=None if failed else accuracy + 1 / (1 + loss),
                 accuracy=None if failed else accuracy, loss=None if failed else loss,
                 seconds=rng.uniform(5, 40), status="nan" if failed else "ok"))
-            current = [*current[1:], key] if gen else [*current, key]
-        populations[gen] = list(current)
+            current = [*current[1:], candidates[-1]] if gen else [*current, candidates[-1]]
+        populations[gen] = [Member(c.genes, c.fitness) for c in current]
     best = max((c for c in candidates if c.fitness is not None), key=lambda c: c.fitness or 0.0)
     curve = TrainingCurve(
         train_loss=tuple((i, 3.0 * 0.97 ** (i / 10)) for i in range(0, 501, 10)),
@@ -83,13 +81,9 @@ def test_markdown_names_the_best_genotype_and_metrics() -> None:
 
 
 def test_report_of_a_run_without_finished_candidates(tmp_path: Path) -> None:
-    empty = RunHistory("empty", [Candidate("c0", 0, {"states": 2}, status="failed")], {0: ["c0"]})
+    failed = Candidate("c0", 0, {"states": 2}, status="failed")
+    empty = RunHistory("empty", [failed], {0: [Member(failed.genes, None)]})
     write_report(empty, tmp_path)
     assert "No candidate finished training." in (tmp_path / "report.md").read_text()
     for name in PLOTS.values():
         assert _png_size(tmp_path / name)[0] >= 400
-
-
-def test_unknown_candidate_key() -> None:
-    with pytest.raises(KeyError):
-        _history().candidate("nope")

@@ -13,6 +13,7 @@ validation split (accuracy: top-1 share; loss: softmax cross-entropy in nats).
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,22 +52,23 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Member:
+    """One chromosome of a generation's population (the same chromosome may appear twice)."""
+
+    genes: Mapping[str, Any]
+    fitness: float | None
+
+
+@dataclass(frozen=True)
 class RunHistory:
     """What a report shows: every candidate, each generation's population, the best one."""
 
     name: str
     candidates: Sequence[Candidate]
-    populations: Mapping[int, Sequence[str]]  # generation → candidate keys of its population at the end
+    populations: Mapping[int, Sequence[Member]]  # generation → its population when it finished
     best: Candidate | None = None
     best_curve: TrainingCurve = field(default_factory=TrainingCurve)
     test_metrics: Mapping[str, Any] | None = None  # evaluation.json of `drnngen evaluate`, when present
-
-    def candidate(self, key: str) -> Candidate:
-        """The candidate recorded under ``key``."""
-        for cand in self.candidates:
-            if cand.key == key:
-                return cand
-        raise KeyError(key)
 
 
 def write_report(history: RunHistory, out: Path) -> list[Path]:
@@ -101,7 +103,7 @@ def plot_fitness(history: RunHistory) -> Figure:
     means, bests = [], []
     best_so_far = -math.inf
     for gen in gens:
-        values = _finite(history.candidate(k).fitness for k in history.populations[gen])
+        values = _finite(member.fitness for member in history.populations[gen])
         means.append(float(np.mean(values)) if values else math.nan)
         seen = _finite(c.fitness for c in history.candidates if c.generation <= gen)
         best_so_far = max([best_so_far, *seen])
@@ -174,8 +176,8 @@ def plot_gene_frequencies(history: RunHistory) -> Figure:
     gens = sorted(history.populations)
     counts = {gene: {gen: Counter[str]() for gen in gens} for gene in _gene_kinds(history)}
     for gen in gens:
-        for key in history.populations[gen]:
-            for gene, value in history.candidate(key).genes.items():
+        for member in history.populations[gen]:
+            for gene, value in member.genes.items():
                 counts[_gene_kind(gene)][gen][str(value)] += 1
     panels = len(counts) or 1
     cols = min(3, panels)
@@ -205,8 +207,9 @@ def plot_training_curve(history: RunHistory) -> Figure:
     fig, ax = _figure(f"Training curve of the best candidate ({name}) — {history.name}")
     curve = history.best_curve
     if curve.train_loss:
-        ax.plot(*zip(*curve.train_loss, strict=True), label="train loss")
-    loss_names = [k for k in curve.test if "loss" in k]
+        # Caffe prints the sum of all loss layers (one per state), the validation curve is the last state's.
+        ax.plot(*zip(*curve.train_loss, strict=True), label="train loss (sum over states)")
+    loss_names = _model_loss(curve)
     acc_names = [k for k in curve.test if "loss" not in k]
     for key in loss_names:
         ax.plot(*zip(*curve.test[key], strict=True), marker="o", label=f"validation {key}")
@@ -288,6 +291,12 @@ def _figure(title: str) -> tuple[Figure, Axes]:
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     return fig, ax
+
+
+def _model_loss(curve: TrainingCurve) -> list[str]:
+    """The last state's loss output (``s{w-1}_loss``): the model's loss, the one fitness uses."""
+    states = sorted((int(m.group(1)), k) for k in curve.test if (m := re.fullmatch(r"s(\d+)_loss", k)))
+    return [states[-1][1]] if states else [k for k in curve.test if "loss" in k]
 
 
 def _gene_kind(gene: str) -> str:
