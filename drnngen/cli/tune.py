@@ -1,0 +1,226 @@
+"""`drnngen tune` and `drnngen best`. Thin: options in, `tuner.run` does the work."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from codegen.config import DRNNConfig, load_config, to_mapping
+from drnngen.errors import UserError
+from drnngen.runner.locate import cache_dir as drnngen_cache
+from tuner.codec import describe
+from tuner.executors import kill_children, parse_gpus
+from tuner.gentune import STRATEGIES
+from tuner.run import Resources, RunSummary, TuneParams, export_best, tune
+from tuner.space import SearchSpace, load_space, space_mapping
+
+# Options that decide a run's result: fixed at its start, refused with --resume.
+_RESULT_OPTIONS = ("config", "space", "data", "population", "iters", "epochs", "pc", "pm", "strategy",
+                   "mode", "seed", "timeout")
+_PATH = click.Path(path_type=Path)
+
+
+@click.command("tune")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Base config YAML; the genes replace its w, l, h, activations, widths "
+                   "(and lr/batch when the space lists them). Default: the paper's Table I.")
+@click.option("--space", type=click.Path(dir_okay=False, path_type=Path),
+              help="Search space YAML (see examples/space.yaml). Default: around Table I.")
+@click.option("--data", type=_PATH, help="Prepared dataset folder (`drnngen prepare`).")
+@click.option("--generations", type=click.IntRange(0), default=10, show_default=True,
+              help="GA generations N after the initial population (with --resume: extend to N).")
+@click.option("--population", type=click.IntRange(2), default=10, show_default=True, help="Population size.")
+@click.option("--iters", type=click.IntRange(1), help="Training budget of every candidate, in iterations.")
+@click.option("--epochs", type=click.FloatRange(0, min_open=True),
+              help="Training budget in epochs of the train split (instead of --iters).")
+@click.option("--pc", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="Crossover probability.")
+@click.option("--pm", type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Mutation probability.")
+@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="literal", show_default=True,
+              help="literal: Algorithm 2 as written (no selection); elitist: (mu+lambda) with tournaments.")
+@click.option("--workers", type=click.IntRange(1), help="Trainings at once (default 1, or one per --gpus id).")
+@click.option("--mode", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True, help="Caffe mode.")
+@click.option("--gpus", help="GPU ids, e.g. 0,1: one worker pinned to each (with --mode gpu).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the GA and, per candidate, Caffe's random_seed: same seed, same run.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True),
+              help="Seconds one training may take; a slower candidate is recorded as failed.")
+@click.option("--cache-dir", type=_PATH,
+              help="Result cache shared across runs [default: $DRNNGEN_CACHE/tune].")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the cross-run cache.")
+@click.option("-o", "--output", type=_PATH, help="Run folder [default: runs/tune-<date>-<time>].")
+@click.option("--resume", type=_PATH, metavar="RUN", help="Continue the run in RUN where it stopped.")
+@click.pass_context
+def tune_command(ctx: click.Context, /, **options: Any) -> None:
+    """Evolve the DRNN's hyperparameters (Algorithm 2), training every candidate in Caffe.
+
+    Every evaluation is written to RUN/ledger.sqlite as it finishes; after
+    Ctrl-C (the paper's user interrupt), a crash or kill -9, `--resume RUN`
+    carries on and ends where an uninterrupted run would have. The best
+    candidate is exported to RUN/best (see `drnngen best`).
+    """
+    run_dir, params = _run_and_params(ctx, options)
+    gpus = parse_gpus(options["gpus"])
+    if gpus and options["mode"] != "gpu" and params is not None:
+        raise UserError("--gpus needs --mode gpu")
+    resources = Resources(
+        workers=options["workers"] or max(1, len(gpus)),
+        gpus=gpus,
+        cache_dir=None if options["no_cache"] else (options["cache_dir"] or drnngen_cache() / "tune"),
+    )
+    extend = options["generations"] if _given(ctx, "generations") else None
+    click.echo(f"run folder: {run_dir}", err=True)
+    stop = threading.Event()
+    with _interrupt_sets(stop):
+        summary = tune(run_dir, params, resources, stop=stop, progress=_Bar(),
+                       on_generation=_Logbook(params, run_dir).line, generations=extend)
+    _finish(summary)
+    if summary.result.interrupted:
+        click.echo(f"interrupted; continue with: drnngen tune --resume {run_dir}", err=True)
+        ctx.exit(130)
+
+
+def _run_and_params(ctx: click.Context, options: dict[str, Any]) -> tuple[Path, TuneParams | None]:
+    if options["resume"] is not None:
+        given = [f"--{name}" for name in _RESULT_OPTIONS if _given(ctx, name)]
+        given += ["-o"] if options["output"] is not None else []
+        if given:
+            raise UserError(f"--resume takes its settings from the run's ledger; drop {', '.join(given)}")
+        return options["resume"], None
+    if options["data"] is None:
+        raise UserError("--data: give the prepared dataset folder (or --resume RUN)")
+    if (options["iters"] is None) == (options["epochs"] is None):
+        raise UserError("give the training budget of a candidate: --iters N or --epochs E (one of them)")
+    base = load_config(options["config"]) if options["config"] else DRNNConfig()
+    space = load_space(options["space"]) if options["space"] else SearchSpace()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = options["output"] or Path("runs") / f"tune-{stamp}"
+    params = TuneParams(
+        data=str(Path(options["data"]).resolve()), generations=options["generations"],
+        population=options["population"], pc=options["pc"], pm=options["pm"], strategy=options["strategy"],
+        seed=options["seed"], iterations=options["iters"], epochs=options["epochs"], mode=options["mode"],
+        timeout_s=options["timeout"], base=to_mapping(base), space=space_mapping(space),
+    )
+    return run_dir, params
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+
+@contextmanager
+def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C: finish the trainings in flight, then stop (resumable).
+    Second Ctrl-C: kill them and stop now (still resumable; they are retrained)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            stop.set()
+            click.echo("\nstopping after the trainings in flight; Ctrl-C again to abandon them", err=True)
+            return
+        kill_children()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Bar:
+    """One progress bar per generation's trainings, on stderr."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def start(self, gen: int, total: int) -> None:
+        if total:
+            self._bar = click.progressbar(length=total, label=f"gen {gen}: training {total}", file=sys.stderr)
+            self._bar.__enter__()
+
+    def advance(self, done: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(done)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+class _Logbook:
+    """A logbook line per generation on stdout."""
+
+    def __init__(self, params: TuneParams | None, run_dir: Path) -> None:
+        self._space: SearchSpace | None = None if params is None else params.search_space()
+        self._run_dir = run_dir
+        self._header = False
+
+    def line(self, record: dict[str, Any]) -> None:
+        if self._space is None:  # a resume: the space is the run's
+            self._space = _space_of(self._run_dir)
+        if not self._header:
+            click.echo(f"{'gen':>4} {'evals':>5} {'cached':>6} {'failed':>6} {'max':>7} {'mean':>7} "
+                       f"{'best':>7}  best genotype")
+            self._header = True
+        best = describe(record["best"], self._space) if record["best"] is not None else "-"
+        click.echo(f"{record['gen']:>4} {record['evals']:>5} {record['cached']:>6} {record['failed']:>6} "
+                   f"{_num(record['max'])} {_num(record['mean'])} {_num(record['best_fitness'])}  {best}")
+
+
+def _space_of(run_dir: Path) -> SearchSpace:
+    from tuner.ledger import Ledger
+
+    ledger = Ledger.open(run_dir)
+    try:
+        return TuneParams.from_json(ledger.params).search_space()
+    finally:
+        ledger.close()
+
+
+def _num(value: float) -> str:
+    return f"{value:7.4f}" if math.isfinite(value) else f"{'-':>7}"
+
+
+def _finish(summary: RunSummary) -> None:
+    best = summary.best
+    failures = sum(r["failed"] for r in summary.records)
+    click.echo(f"{summary.evaluated} networks evaluated, {failures} failed evaluations; "
+               f"ledger {summary.run_dir / 'ledger.sqlite'}")
+    if best is None:
+        click.echo("no candidate trained successfully", err=True)
+        return
+    out = summary.run_dir / "best"
+    export_best(summary.run_dir, out)
+    o = best.outcome
+    click.echo(f"best: fitness {o.fitness:.4f} (accuracy {o.accuracy:.4f}, loss {o.loss:.4f}) "
+               f"{describe(best.genotype, summary.params.search_space())} -> {out}")
+
+
+@click.command()
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=_PATH, help="Folder for the files [default: RUN/best].")
+def best(run: Path, output: Path | None) -> None:
+    """Export the best candidate of RUN: config.yaml, net/solver/deploy prototxt,
+    model.caffemodel and best.json (fitness, accuracy, loss, genotype)."""
+    row, written = export_best(run, output or run / "best")
+    o = row.outcome
+    click.echo(f"best: fitness {o.fitness:.4f} (accuracy {o.accuracy:.4f}, loss {o.loss:.4f}), "
+               f"generation {row.generation}")
+    for path in written:
+        click.echo(f"wrote {path}")
+
