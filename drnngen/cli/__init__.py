@@ -10,6 +10,7 @@ import click
 from drnngen import __version__
 from drnngen.cli.build import build, draw
 from drnngen.cli.doctor import doctor
+from drnngen.cli.evaluate import evaluate, report
 from drnngen.cli.tune import best, tune_command
 from drnngen.errors import EnvironmentProblem, UserError
 
@@ -46,7 +47,7 @@ def cli() -> None:
     ICDE 2016) and tune their hyperparameters with a genetic algorithm."""
 
 
-for _command in (build, draw, doctor, tune_command, best):
+for _command in (build, draw, doctor, evaluate, report, tune_command, best):
     cli.add_command(_command)
 
 

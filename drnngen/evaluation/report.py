@@ -296,7 +296,8 @@ def _figure(title: str) -> tuple[Figure, Axes]:
 def _model_loss(curve: TrainingCurve) -> list[str]:
     """The last state's loss output (``s{w-1}_loss``): the model's loss, the one fitness uses."""
     states = sorted((int(m.group(1)), k) for k in curve.test if (m := re.fullmatch(r"s(\d+)_loss", k)))
-    return [states[-1][1]] if states else [k for k in curve.test if "loss" in k]
+    others = [k for k in curve.test if "loss" in k and not re.fullmatch(r"s\d+_loss", k)]
+    return [states[-1][1], *others] if states else others
 
 
 def _gene_kind(gene: str) -> str:

@@ -1,0 +1,178 @@
+"""A tuning run folder (``drnngen tune``) as evaluation and reports need it.
+
+Candidates, their outcomes and the run parameters come through the tuner's
+:class:`tuner.ledger.Ledger`; each generation's final population is read
+from the ledger's documented ``generations.population_end`` column (the
+Ledger has no reader for it), over a read-only SQLite connection so a
+running tune is never disturbed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from codegen.build import DEPLOY, generate
+from codegen.config import parse_config
+from codegen.graph import model_outputs
+from drnngen.errors import UserError
+from drnngen.evaluation.caffe_log import TrainingCurve, parse_caffe_log
+from drnngen.evaluation.evaluate import NetUnderTest
+from drnngen.evaluation.report import Candidate, Member, RunHistory
+from tuner.codec import describe, from_list
+from tuner.ledger import LEDGER_FILE, CandidateRow, Ledger
+from tuner.run import TuneParams
+from tuner.space import SearchSpace
+
+#: What `drnngen evaluate RUN` writes; `drnngen report RUN` embeds it when present.
+EVALUATION_JSON = "evaluation.json"
+CAFFE_LOG = "caffe.log"
+
+
+def trained_net(run: Path, candidate: str | None = None) -> NetUnderTest:
+    """The best candidate of ``run`` (or the one whose key starts with ``candidate``) as a net to evaluate."""
+    ledger = Ledger.open(run)
+    try:
+        rows, space = ledger.candidates(), _space(ledger)
+        row = _pick(rows, candidate, run) if candidate else ledger.best()
+    finally:
+        ledger.close()
+    if row is None:
+        raise UserError(f"{run}: no candidate has trained successfully yet")
+    if not row.outcome.ok:
+        raise UserError(f"{run}: candidate {row.key[:16]} did not train ({row.outcome.status}: {row.outcome.error})")
+    weights = Path(row.outcome.caffemodel or "")
+    if not weights.is_file():
+        raise UserError(f"{run}: the weights of candidate {row.key[:16]} ({weights}) are gone")
+    label = {"run": str(run), "candidate": row.key[:16], "genotype": describe(row.genotype, space),
+             "validation_fitness": row.outcome.fitness}
+    return NetUnderTest(_deploy_of(row, run), weights, label)
+
+
+def run_history(run: Path) -> RunHistory:
+    """Everything `drnngen report` plots, read from the run folder."""
+    ledger = Ledger.open(run)
+    try:
+        rows, space, best = ledger.candidates(), _space(ledger), ledger.best()
+    finally:
+        ledger.close()
+    candidates = [_candidate(row, space) for row in rows]
+    best_view = next((c for c in candidates if best is not None and c.key == best.key[:16]), None)
+    return RunHistory(
+        name=Path(run).resolve().name,
+        candidates=candidates,
+        populations=_populations(run, space),
+        best=best_view,
+        best_curve=_curve(best),
+        test_metrics=_evaluation(run),
+    )
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+
+def _space(ledger: Ledger) -> SearchSpace:
+    return TuneParams.from_json(ledger.params).search_space()
+
+
+def _pick(rows: Sequence[CandidateRow], prefix: str, run: Path) -> CandidateRow:
+    found = [row for row in rows if row.key.startswith(prefix)]
+    if len(found) != 1:
+        what = "no candidate" if not found else f"{len(found)} candidates"
+        raise UserError(f"--candidate {prefix}: {what} of {run} has a key starting so "
+                        "(keys are the candidates/ folder names)")
+    return found[0]
+
+
+def _deploy_of(row: CandidateRow, run: Path) -> Path:
+    """The candidate's deploy.prototxt; regenerated from its config when its folder lacks one
+    (a result taken from the shared cache was never written into this run)."""
+    if row.folder and (Path(row.folder) / DEPLOY).is_file():
+        return Path(row.folder) / DEPLOY
+    target = Path(run) / "evaluation" / row.key[:16] / DEPLOY
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(generate(parse_config(yaml.safe_load(row.config)))[DEPLOY])
+    return target
+
+
+def genes_of(genotype: Sequence[Any], space: SearchSpace) -> dict[str, Any]:
+    """Named genes in chromosome order; per-layer genes numbered from 1."""
+    g = from_list(genotype, space)
+    genes: dict[str, Any] = {"states": g.states, "layers": g.layers, "shortcut": g.shortcut}
+    genes.update({f"activation_{i + 1}": a for i, a in enumerate(g.activations)})
+    genes.update({f"width_{i + 1}": e for i, e in enumerate(g.widths)})
+    if g.base_lr is not None:
+        genes["base_lr"] = g.base_lr
+    if g.batch_size is not None:
+        genes["batch_size"] = g.batch_size
+    return genes
+
+
+def _candidate(row: CandidateRow, space: SearchSpace) -> Candidate:
+    out = row.outcome
+    return Candidate(key=row.key[:16], generation=row.generation, genes=genes_of(row.genotype, space),
+                     fitness=out.fitness if out.ok else None, accuracy=out.accuracy, loss=out.loss,
+                     seconds=out.solver_seconds, status=out.status)
+
+
+def _populations(run: Path, space: SearchSpace) -> dict[int, list[Member]]:
+    uri = f"{(Path(run) / LEDGER_FILE).resolve().as_uri()}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            rows = db.execute("SELECT generation, population_end FROM generations"
+                              " WHERE population_end IS NOT NULL ORDER BY generation").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UserError(f"{run}: cannot read the generations of the ledger ({exc})") from None
+    populations = {}
+    for gen, text in rows:
+        members = [m for m in json.loads(text) if m is not None]
+        populations[int(gen)] = [Member(genes_of(m["genotype"], space), _finite(m.get("fitness")))
+                                 for m in members]
+    return populations
+
+
+def _curve(best: CandidateRow | None) -> TrainingCurve:
+    """The best candidate's curve from its caffe.log, ending in its final validation test.
+
+    The tuner's children log at WARNING level unless GLOG_minloglevel=0 is set
+    for the run, so the log often holds no curve: the final validation loss and
+    accuracies (from the ledger) are then all there is to show.
+    """
+    if best is None or not best.outcome.ok:
+        return TrainingCurve()
+    curve = TrainingCurve()
+    if best.folder and (Path(best.folder) / CAFFE_LOG).is_file():
+        with (Path(best.folder) / CAFFE_LOG).open(errors="replace") as lines:
+            curve = parse_caffe_log(lines)
+    loss_blob, _ = model_outputs(parse_config(yaml.safe_load(best.config)))
+    final = {**best.outcome.metrics, loss_blob: best.outcome.loss}
+    test = dict(curve.test)
+    for name, value in final.items():
+        points = test.get(name, ())
+        if value is not None and not any(it == best.outcome.iterations for it, _ in points):
+            test[name] = (*points, (best.outcome.iterations, float(value)))
+    return TrainingCurve(curve.train_loss, test)
+
+
+def _evaluation(run: Path) -> dict[str, Any] | None:
+    path = Path(run) / EVALUATION_JSON
+    if not path.is_file():
+        return None
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({exc}); run `drnngen evaluate` again") from None
+    return doc
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
