@@ -113,7 +113,8 @@ def summarize(net: Any) -> Event:
         })
     return {
         "layers": layers,
-        "blobs": {str(k): list(v.data.shape) for k, v in net.blobs.items()},
+        # Blob.shape, not .data.shape: touching .data would allocate every blob.
+        "blobs": {str(k): [int(d) for d in v.shape] for k, v in net.blobs.items()},
         "shared_params": [group for group in owners.values() if len(group) > 1],
     }
 
