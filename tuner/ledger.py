@@ -125,7 +125,10 @@ class Ledger:
         if not path.is_file():
             raise UserError(f"{run_dir}: no {LEDGER_FILE} here; is it a `drnngen tune` run folder?")
         ledger = cls(_connect(path), path)
-        version = ledger.meta("schema_version")
+        try:
+            version = ledger.meta("schema_version")
+        except sqlite3.Error as exc:
+            raise UserError(f"{path}: not a complete ledger ({exc}); start the run again") from None
         if version != SCHEMA_VERSION:
             raise UserError(f"{path}: ledger schema {version!r}, this drnngen reads {SCHEMA_VERSION}")
         return ledger

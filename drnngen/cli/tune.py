@@ -79,7 +79,6 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
         cache_dir=None if options["no_cache"] else (options["cache_dir"] or drnngen_cache() / "tune"),
     )
     extend = options["generations"] if _given(ctx, "generations") else None
-    click.echo(f"run folder: {run_dir}", err=True)
     stop = threading.Event()
     with _interrupt_sets(stop):
         summary = tune(run_dir, params, resources, stop=stop, progress=_Bar(),
@@ -174,6 +173,7 @@ class _Logbook:
         if self._space is None:  # a resume: the space is the run's
             self._space = _space_of(self._run_dir)
         if not self._header:
+            click.echo(f"run folder {self._run_dir}", err=True)
             click.echo(f"{'gen':>4} {'evals':>5} {'cached':>6} {'failed':>6} {'max':>7} {'mean':>7} "
                        f"{'best':>7}  best genotype")
             self._header = True

@@ -1,0 +1,280 @@
+"""Ledger, resume, cache and executors around a cheap deterministic trainer.
+
+The trainer stands in for drnngen.runner.train only here, to test the code
+around it quickly; tests/test_tuner_e2e.py does the same with real Caffe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from codegen.config import load_config, to_mapping
+from drnngen.cli import cli
+from drnngen.runner import TrainJob, TrainResult
+from tests.golden_tool import EXAMPLES
+from tuner.executors import LocalExecutor, Slot
+from tuner.ledger import Ledger
+from tuner.run import Resources, RunSummary, TuneParams, export_best, tune
+from tuner.space import IntRange, SearchSpace, space_mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = SearchSpace(IntRange(2, 4), IntRange(1, 3), IntRange(0, 2), ("ReLU", "TanH", "Sigmoid"), (8, 16, 32))
+
+
+def make_dataset(root: Path, sessions: int = 3000) -> Path:
+    """A small synthetic dataset through drnngen.data's Python API (synth + prepare)."""
+    from drnngen.data.prepare import PrepareOptions, prepare
+    from drnngen.data.readers import LogSpec
+    from drnngen.data.sessions import BuildOptions
+    from drnngen.data.synth import SynthOptions, synthesize
+
+    def quiet(_: str) -> None:
+        pass
+
+    synthesize(SynthOptions(sessions=sessions, seed=1, items=60, categories=6), "yoochoose", root / "log", True, quiet)
+    spec = LogSpec("yoochoose", events=root / "log" / "clicks.dat", buys=root / "log" / "buys.dat")
+    prepare(spec, PrepareOptions(build=BuildOptions(max_pages=100, max_items=20), window=3, force=True),
+            root / "data", quiet)
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tuner-data"))
+
+
+def params(data: Path, **changes: Any) -> TuneParams:
+    values: dict[str, Any] = {
+        "data": str(data), "generations": 3, "population": 4, "pc": 0.8, "pm": 0.3, "strategy": "literal",
+        "seed": 7, "iterations": 5, "epochs": None, "mode": "cpu", "timeout_s": None,
+        "base": to_mapping(load_config(EXAMPLES / "small.yaml")), "space": space_mapping(SPACE),
+    }
+    return TuneParams(**{**values, **changes})
+
+
+class FakeTrainer:
+    """Deterministic metrics from the files Caffe would read; counts trainings."""
+
+    def __init__(self, delay: float = 0.0, fail_width: int | None = None) -> None:
+        self.delay, self.fail_width = delay, fail_width
+        self.trained: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, job: TrainJob) -> TrainResult:
+        text = (job.workdir / "net.prototxt").read_text() + (job.workdir / "solver.prototxt").read_text()
+        with self.lock:
+            self.trained.append(text)
+        time.sleep(self.delay)
+        if self.fail_width is not None and f"num_output: {self.fail_width}\n" in text:
+            return TrainResult("failed", error="Check failed: deliberately [fake.cpp:1]")
+        h = int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+        model = job.workdir / "model.caffemodel"
+        model.write_bytes(text.encode())
+        return TrainResult("ok", iterations_done=job.iterations, test_loss=1 + (h % 997) / 300,
+                           test_accuracy={"accuracy": (h % 1009) / 2000}, solver_seconds=0.001, caffemodel=model)
+
+
+def run(tmp: Path, data: Path, name: str, trainer: Any, **kwargs: Any) -> RunSummary:
+    resources = kwargs.pop("resources", Resources(workers=2))
+    return tune(tmp / name, params(data, **kwargs.pop("changes", {})), resources, trainer=trainer, **kwargs)
+
+
+def population_of(summary: RunSummary) -> list[list[Any]]:
+    return [list(i) for i in summary.result.population]
+
+
+def test_ledger_holds_every_evaluation_and_the_best_is_its_maximum(tmp_path: Path, dataset: Path) -> None:
+    trainer = FakeTrainer()
+    summary = run(tmp_path, dataset, "r", trainer)
+    ledger = Ledger.open(tmp_path / "r")
+    rows = ledger.candidates()
+    db = sqlite3.connect(tmp_path / "r" / "ledger.sqlite")
+    events = db.execute("SELECT generation, key, source FROM evaluations").fetchall()
+    assert len(events) == sum(r["evals"] for r in summary.records)  # every evaluation the loop asked for
+    assert {k for _, k, _ in events} == {r.key for r in rows}
+    assert len(trainer.trained) == len(rows) == len(set(trainer.trained))  # never trained twice
+    assert [g for (g,) in db.execute("SELECT generation FROM generations ORDER BY generation")] == [0, 1, 2, 3]
+    top = max(r.outcome.fitness for r in rows)
+    assert summary.best is not None and summary.best.outcome.fitness == top
+    assert summary.result.best.fitness.values[0] == top
+    assert ledger.meta("status") == "finished"
+    for row in rows:  # the metrics and seed are the candidate's own
+        assert row.outcome.fitness == pytest.approx(row.outcome.accuracy + 1 / (1 + row.outcome.loss))
+        assert f"random_seed: {row.random_seed}" in (Path(row.folder) / "solver.prototxt").read_text()
+
+
+def test_same_seed_same_run_and_another_seed_differs(tmp_path: Path, dataset: Path) -> None:
+    a = run(tmp_path, dataset, "a", FakeTrainer(), resources=Resources(workers=1))
+    b = run(tmp_path, dataset, "b", FakeTrainer(), resources=Resources(workers=2))
+    c = run(tmp_path, dataset, "c", FakeTrainer(), changes={"seed": 8})
+    assert population_of(a) == population_of(b)  # 1 or 2 workers: the same run
+    assert a.best is not None and b.best is not None and a.best.key == b.best.key
+    assert population_of(a) != population_of(c)
+
+
+@pytest.mark.parametrize("stop_after", [2, 5, 9])
+def test_interrupt_then_resume_ends_where_an_uninterrupted_run_does(
+    tmp_path: Path, dataset: Path, stop_after: int
+) -> None:
+    reference = run(tmp_path, dataset, "ref", FakeTrainer())
+    stop = threading.Event()
+
+    class Stopping(FakeTrainer):
+        def __call__(self, job: TrainJob) -> TrainResult:
+            if len(self.trained) + 1 >= stop_after:
+                stop.set()  # what the CLI's Ctrl-C handler does
+            return super().__call__(job)
+
+    first = run(tmp_path, dataset, "r", Stopping(), stop=stop, resources=Resources(workers=1))
+    assert first.result.interrupted and Ledger.open(tmp_path / "r").meta("status") == "interrupted"
+    again = FakeTrainer()
+    resumed = tune(tmp_path / "r", None, Resources(workers=2), trainer=again)
+    assert not resumed.result.interrupted
+    assert population_of(resumed) == population_of(reference)
+    assert resumed.best is not None and reference.best is not None
+    assert resumed.best.key == reference.best.key
+    assert resumed.best.outcome.fitness == reference.best.outcome.fitness
+    assert resumed.evaluated == reference.evaluated  # nothing trained twice across the interruption
+    assert len(again.trained) == reference.evaluated - first.evaluated
+
+
+def test_resume_can_extend_the_generations(tmp_path: Path, dataset: Path) -> None:
+    run(tmp_path, dataset, "r", FakeTrainer(), changes={"generations": 1})
+    longer = run(tmp_path, dataset, "ref", FakeTrainer(), changes={"generations": 3})
+    extended = tune(tmp_path / "r", None, Resources(), trainer=FakeTrainer(), generations=3)
+    assert population_of(extended) == population_of(longer)
+
+
+SCRIPT = """
+import sys, time
+from pathlib import Path
+from tests.test_tuner_ledger import FakeTrainer, run
+run(Path(sys.argv[1]), Path(sys.argv[2]), "r", FakeTrainer(delay=0.15))
+"""
+
+
+def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_result(tmp_path: Path, dataset: Path) -> None:
+    reference = run(tmp_path, dataset, "ref", FakeTrainer())
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), str(dataset)], cwd=ROOT)
+    ledger_file = tmp_path / "r" / "ledger.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(ledger_file) as db:
+                done = db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
+                gens = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+            if done >= 6 and gens >= 2:  # inside generation 1 or later
+                break
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = Ledger.open(tmp_path / "r")
+    assert killed.meta("status") == "running" and 6 <= len(killed.candidates()) < reference.evaluated
+    resumed = tune(tmp_path / "r", None, Resources(workers=2), trainer=FakeTrainer())
+    assert population_of(resumed) == population_of(reference)
+    assert resumed.best is not None and reference.best is not None
+    assert (resumed.best.key, resumed.best.outcome.fitness) == (reference.best.key, reference.best.outcome.fitness)
+
+
+def test_cache_is_shared_across_runs_and_keyed_by_the_seed(tmp_path: Path, dataset: Path) -> None:
+    cache = Resources(workers=2, cache_dir=tmp_path / "cache")
+    first = FakeTrainer()
+    a = run(tmp_path, dataset, "a", first, resources=cache)
+    second = FakeTrainer()
+    b = run(tmp_path, dataset, "b", second, resources=cache)
+    assert second.trained == [] and len(first.trained) == a.evaluated
+    assert population_of(a) == population_of(b)
+    assert {r.source for r in Ledger.open(tmp_path / "b").candidates()} == {"cache"}
+    assert sum(r["cached"] for r in b.records) == sum(r["evals"] for r in b.records)
+    export_best(tmp_path / "b", tmp_path / "best")  # weights of another run, kept by the cache
+    assert (tmp_path / "best" / "model.caffemodel").read_bytes()
+    third = FakeTrainer()
+    run(tmp_path, dataset, "c", third, resources=cache, changes={"seed": 99})
+    assert third.trained  # another seed, other Caffe seeds: not the same trainings
+
+
+def test_failures_are_recorded_with_the_worst_fitness_and_the_run_goes_on(tmp_path: Path, dataset: Path) -> None:
+    summary = run(tmp_path, dataset, "r", FakeTrainer(fail_width=32))
+    rows = Ledger.open(tmp_path / "r").candidates()
+    failed = [r for r in rows if r.outcome.status == "failed"]
+    assert failed and all(r.outcome.fitness == 0.0 and "deliberately" in (r.outcome.error or "") for r in failed)
+    assert all(32 in r.genotype[3 + r.genotype[1]:] for r in failed)
+    assert sum(r["failed"] for r in summary.records) >= len(failed)
+    assert summary.best is not None and summary.best.outcome.ok
+
+
+def test_export_best_writes_config_prototxt_and_weights(tmp_path: Path, dataset: Path) -> None:
+    summary = run(tmp_path, dataset, "r", FakeTrainer())
+    result = CliRunner().invoke(cli, ["best", str(tmp_path / "r"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["best.json", "config.yaml", "deploy.prototxt", "model.caffemodel", "net.prototxt",
+                     "solver.prototxt"]
+    assert summary.best is not None
+    folder = Path(summary.best.folder or "")
+    assert (tmp_path / "out" / "net.prototxt").read_text() == (folder / "net.prototxt").read_text()
+    assert json.loads((tmp_path / "out" / "best.json").read_text())["fitness"] == summary.best.outcome.fitness
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--iters", "5"], "--data: give the prepared dataset"),
+    (["--data", "d", "--iters", "5", "--epochs", "1"], "--iters N or --epochs E"),
+    (["--resume", "r", "--seed", "3"], "--resume takes its settings from the run's ledger; drop --seed"),
+    (["--resume", "nowhere"], "no ledger.sqlite here"),
+    (["--data", "d", "--iters", "5", "--gpus", "0,x"], "--gpus: expected comma-separated"),
+])
+def test_cli_mistakes_are_one_line_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["tune", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.startswith("error: ")
+
+
+def test_tune_refuses_a_folder_that_holds_a_run(tmp_path: Path, dataset: Path) -> None:
+    run(tmp_path, dataset, "r", FakeTrainer(), changes={"generations": 0})
+    result = CliRunner().invoke(cli, ["tune", "--data", str(dataset), "--iters", "5", "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "already holds a run; continue it with --resume" in result.output
+
+
+def test_local_executor_keeps_order_pins_gpus_and_stops() -> None:
+    with LocalExecutor(workers=2, gpus=(0, 1)) as pool:
+        busy: set[int] = set()
+        lock = threading.Lock()
+
+        def job(item: int, slot: Slot) -> tuple[int, int | None]:
+            with lock:
+                assert slot.gpu not in busy  # one training per GPU at a time
+                busy.add(slot.gpu or 0)
+            time.sleep(0.01)
+            with lock:
+                busy.discard(slot.gpu or 0)
+            return item * 2, slot.gpu
+
+        results = dict(pool.imap_unordered(job, list(range(10))))
+        assert [results[i][0] for i in range(10)] == [2 * i for i in range(10)]
+        assert {gpu for _, gpu in results.values()} == {0, 1}
+        assert pool.map(lambda x: x + 1, [3, 1, 2]) == [4, 2, 3]
+        stop = threading.Event()
+
+        def stopping(item: int, slot: Slot) -> int:
+            stop.set()
+            return item
+
+        assert len(list(pool.imap_unordered(stopping, list(range(20)), stop=stop))) <= 2
