@@ -10,10 +10,19 @@ from codegen.build import generate, write
 from codegen.config import DRNNConfig, load_config
 
 config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+data_option = click.option(
+    "--data", type=click.Path(path_type=Path), default=None,
+    help="Prepared dataset (folder or manifest.json from `drnngen prepare`): fills M, N and the HDF5 sources.",
+)
 
 
-def _load(config: Path) -> DRNNConfig:
-    return load_config(config)
+def _load(config: Path, data: Path | None) -> DRNNConfig:
+    cfg = load_config(config)
+    if data is None and cfg.data.manifest is None:
+        return cfg
+    from drnngen.bind import bind_dataset  # the data package (h5py) only when asked for
+
+    return bind_dataset(cfg, data)
 
 
 @click.command()
@@ -21,9 +30,10 @@ def _load(config: Path) -> DRNNConfig:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
               show_default=True, help="Folder for net.prototxt, solver.prototxt and deploy.prototxt.")
 @click.option("--dry-run", is_flag=True, help="Print the files instead of writing them.")
-def build(config: Path, output: Path, dry_run: bool) -> None:
+@data_option
+def build(config: Path, output: Path, dry_run: bool, data: Path | None) -> None:
     """Generate the Caffe net, solver and deploy prototxt for CONFIG (a YAML file)."""
-    files = generate(_load(config), source=config.name)
+    files = generate(_load(config, data), source=config.name)
     if dry_run:
         for name, text in files.items():
             click.echo(f"### {name}")
@@ -37,9 +47,10 @@ def build(config: Path, output: Path, dry_run: bool) -> None:
 @config_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Picture to write: .svg, .png or .dot (Graphviz).")
-def draw(config: Path, output: Path) -> None:
+@data_option
+def draw(config: Path, output: Path, data: Path | None) -> None:
     """Draw the net of CONFIG: states left to right, shared weights dashed."""
     from codegen.draw import render_picture
 
-    render_picture(_load(config), output)
+    render_picture(_load(config, data), output)
     click.echo(f"wrote {output}")
