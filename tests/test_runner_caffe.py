@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from drnngen.errors import EnvironmentProblem
+from drnngen.errors import EnvironmentProblem, UserError
 from drnngen.runner import (
     CaffeInstall,
     NetLoad,
@@ -171,6 +171,11 @@ def test_unknown_loss_blob_names_the_blobs(tmp_path: Path, install: CaffeInstall
     result = train(job(workdir(tmp_path), loss_blob="s9_loss"), install)
     assert result.status == "failed"
     assert result.error is not None and "TRAIN net has no blob s9_loss" in result.error
+
+
+def test_missing_solver_is_a_user_error(tmp_path: Path, install: CaffeInstall) -> None:
+    with pytest.raises(UserError, match=r"solver\.prototxt: no such solver file"):
+        train(job(tmp_path), install)
 
 
 def test_gpu_mode_on_cpu_build_is_one_clear_line(tmp_path: Path, install: CaffeInstall) -> None:

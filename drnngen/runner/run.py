@@ -116,6 +116,8 @@ def require_mode(mode: str, install: CaffeInstall) -> Mode:
 
 def train(job: TrainJob, install: CaffeInstall | None = None) -> TrainResult:
     """Train ``job.solver`` in ``job.workdir``; never raises for Caffe's failures."""
+    if not (job.workdir / job.solver).is_file():
+        raise UserError(f"{job.workdir / job.solver}: no such solver file")
     install = install or locate_caffe()
     require_mode(job.mode, install)
     run = run_worker("train", job.to_wire(), install, cwd=job.workdir, timeout_s=job.timeout_s)
