@@ -20,16 +20,17 @@ import yaml
 
 from drnngen.errors import UserError
 
-# Activation layers common to BVLC Caffe 1.0 and the fork drnngen builds; all
-# work in place. Keys are lower-case aliases users may write.
+# Activation layers common to BVLC Caffe 1.0 and the fork drnngen builds, and
+# applied in place (MODEL.md). Only types whose backward pass is right in place
+# are offered: AbsVal refuses in-place tops, and BNLL's gradient reads its
+# bottom, which in place would already be overwritten. Keys are lower-case
+# aliases users may write.
 ACTIVATIONS = {
     "relu": "ReLU",
     "prelu": "PReLU",
     "elu": "ELU",
     "sigmoid": "Sigmoid",
     "tanh": "TanH",
-    "absval": "AbsVal",
-    "bnll": "BNLL",
 }
 LOSSES = {"softmax": "SoftmaxWithLoss"}
 FILLERS = ("xavier", "msra", "gaussian", "uniform", "constant")

@@ -20,7 +20,7 @@ from codegen import schema
 
 Shape = tuple[int, ...]
 PHASES = ("TRAIN", "TEST")
-ELEMENTWISE = {"ReLU", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Softmax", "Dropout", "PReLU"}
+ELEMENTWISE = {"ReLU", "Sigmoid", "TanH", "ELU", "Softmax", "PReLU"}
 
 
 @dataclass
