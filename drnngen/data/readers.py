@@ -141,13 +141,12 @@ class _Collector:
 def _chunks(path: Path, spec: LogSpec, digest: Digest, skip_header: bool) -> Iterator[tuple[int, Chunk]]:
     """Chunks of `path` (header line dropped) with the number of the last line read so far."""
     seen = False
-    last_line = 0
     for chunk in iter_chunks(path, spec.chunk_bytes, digest):
         seen = True
-        last_line = chunk.first_line + chunk.data.count(b"\n") - 1
+        last_line = chunk.last_line
         if skip_header and chunk.first_line == 1:
             cut = chunk.data.index(b"\n") + 1
-            chunk = Chunk(chunk.data[cut:], 2)
+            chunk = Chunk(chunk.data[cut:], 2, chunk.lines - 1)
             if not chunk.data:
                 continue
         yield last_line, chunk

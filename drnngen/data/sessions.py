@@ -139,20 +139,32 @@ def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> D
     The log's arrays are replaced by their sorted versions (no second copy is kept).
     """
     options.check()
+    is_view = log.kind == VIEW
+    if options.target == "purchase" and is_view.all():
+        raise UserError(f"{_inputs(log)}: no purchases in the log; --target purchase needs them "
+                        "(pass --buys FILE, or use --target next-item)")
     _sort_in_place(log)
     progress(f"sorted {len(log):,} events")
-    sessions = _cut_sessions(log, options.split)
     is_view = log.kind == VIEW
+    sessions = _cut_sessions(log, options.split)
     train_event = sessions.split[sessions.block] == 0
-    page_keys, page_of = _page_vocabulary(log.item, is_view & train_event, options.max_pages)
-    item_source = (log.kind == PURCHASE) if options.target == "purchase" else is_view
-    item_keys, class_of = _item_vocabulary(log, item_source & train_event, options, _label_kind(options))
+    codes, keys = dense_codes(log.item)
+    if not (is_view & train_event).any():
+        raise UserError(f"{_inputs(log)}: the train split has no page views; the log is too small to split")
+    page_codes, page_of = _vocabulary(codes[is_view & train_event], len(keys), options.max_pages - 1,
+                                      base=OOV_PAGE + 1, missing=OOV_PAGE)  # the OOV id is one of the M
+    targets = (log.kind == PURCHASE) if options.target == "purchase" else is_view
+    if not (targets & train_event).any():
+        raise UserError(f"{_inputs(log)}: no {_label_kind(options)} in the train split, so there is nothing "
+                        f"to predict (--target {options.target})")
+    item_codes, class_of = _vocabulary(codes[targets & train_event], len(keys), options.max_items, base=0, missing=-1)
     theta, dwell = _dwell(log, sessions, is_view & train_event, options.dwell_cap)
-    cls = class_of(log.item)
+    cls = class_of[codes]
     starts, ends, labels, owners, dropped = _samples(log, sessions, cls, options.target)
     ui_lo, ui_hi, user_items = _user_history(log, sessions, cls, owners)
     views = np.flatnonzero(is_view)
-    page = page_of(log.item[views]).astype(np.int32)
+    page = page_of[codes[views]].astype(np.int32)
+    page_keys, item_keys = _names(log, keys[page_codes]), _names(log, keys[item_codes])
     splits = {
         name: _compact(split, sessions, views, page, theta, (starts, ends, labels, owners, ui_lo, ui_hi), dropped)
         for split, name in enumerate(SPLITS)
@@ -170,13 +182,58 @@ def _label_kind(options: BuildOptions) -> str:
     return "purchases" if options.target == "purchase" else "page views"
 
 
+def _inputs(log: EventLog) -> str:
+    return ", ".join(str(f["path"]) for f in log.files if f["role"] != "users") or "the log"
+
+
+def _names(log: EventLog, raw: Ints) -> list[Any]:
+    """Original ids for the id maps (the file's integers, or the names behind string codes)."""
+    if log.item_names is None:
+        return list(raw.tolist())
+    return [log.item_names[code] for code in raw.tolist()]
+
+
+def dense_codes(values: Ints) -> tuple[Ints, Ints]:
+    """(codes, keys) with keys sorted and keys[codes] == values.
+
+    Ids within a modest range use a direct table (no sort); others go through np.unique.
+    """
+    if not len(values):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    low, high = int(values.min()), int(values.max())
+    if high - low < 1 << 24:
+        present = np.zeros(high - low + 1, dtype=np.bool_)
+        present[values - low] = True
+        table = np.cumsum(present) - 1
+        return table[values - low], np.flatnonzero(present) + low
+    keys, codes = np.unique(values, return_inverse=True)
+    return codes.ravel(), keys
+
+
 def _sort_in_place(log: EventLog) -> None:
     """Order events by session, time, then views before purchases at equal times (stable)."""
     if _is_sorted(log):
         return
-    order = np.lexsort((log.kind, log.time, log.session))
+    order = _event_order(log)
     log.session, log.item, log.time = log.session[order], log.item[order], log.time[order]
     log.kind, log.user = log.kind[order], log.user[order]
+
+
+def _event_order(log: EventLog) -> Ints:
+    """Stable order by (session, time, kind).
+
+    When session ids and millisecond times fit one int64 together, a single stable sort of
+    that combined key (nearly linear on logs that are mostly in order already) replaces a
+    three-key lexsort. Events less than a millisecond apart then keep their file order.
+    """
+    session = log.session - log.session.min()
+    millis = np.round((log.time - log.time.min()) * 1000.0)
+    time_bits = int(millis.max()).bit_length()
+    if int(session.max()).bit_length() + time_bits + 1 <= 62:
+        key = (session << (time_bits + 1)) | (millis.astype(np.int64) << 1) | log.kind
+        order: Ints = np.argsort(key, kind="stable")
+        return order
+    return np.lexsort((log.kind, log.time, log.session))
 
 
 def _is_sorted(log: EventLog) -> bool:
@@ -196,42 +253,15 @@ def _cut_sessions(log: EventLog, split: tuple[float, float, float]) -> _Sessions
     return _Sessions(first, stop, block, np.searchsorted(cuts, rank, side="right"), rank)
 
 
-def _top_keys(keys: Ints, limit: int) -> Ints:
-    """The `limit` most frequent keys, most frequent first (ties: smaller id first)."""
-    unique, counts = np.unique(keys, return_counts=True)
-    return unique[np.lexsort((unique, -counts))[:limit]]
-
-
-def _lookup(kept: Ints, base: int, missing: int) -> Callable[[Ints], Ints]:
-    """A vectorised map raw id → base + rank in `kept`, `missing` for ids not kept."""
-    order = np.argsort(kept)
-    sorted_keys = kept[order]
-
-    def lookup(raw: Ints) -> Ints:
-        if not len(sorted_keys):
-            return np.full(len(raw), missing, dtype=np.int64)
-        slot = np.clip(np.searchsorted(sorted_keys, raw), 0, len(sorted_keys) - 1)
-        return np.where(sorted_keys[slot] == raw, order[slot] + base, missing)
-
-    return lookup
-
-
-def _page_vocabulary(item: Ints, train_views: Mask, max_pages: int) -> tuple[list[Any], Callable[[Ints], Ints]]:
-    if not train_views.any():
-        raise UserError("the train split has no page views: the log is too small to split")
-    kept = _top_keys(item[train_views], max_pages - 1)  # the OOV id takes one of the M slots
-    return kept.tolist(), _lookup(kept, OOV_PAGE + 1, OOV_PAGE)
-
-
-def _item_vocabulary(
-    log: EventLog, train_targets: Mask, options: BuildOptions, what: str
-) -> tuple[list[Any], Callable[[Ints], Ints]]:
-    if not train_targets.any():
-        sources = ", ".join(str(f["path"]) for f in log.files if f["role"] != "users")
-        raise UserError(f"{sources}: no {what} in the train split, so there is nothing to predict "
-                        f"(--target {options.target})")
-    kept = _top_keys(log.item[train_targets], options.max_items)
-    return kept.tolist(), _lookup(kept, 0, -1)
+def _vocabulary(codes: Ints, n_codes: int, limit: int, base: int, missing: int) -> tuple[Ints, Ints]:
+    """The `limit` most frequent codes (most frequent first; ties: smaller id first) and a
+    table code → base + rank, `missing` for codes not kept."""
+    counts = np.bincount(codes, minlength=n_codes)
+    seen = np.flatnonzero(counts)
+    kept = seen[np.lexsort((seen, -counts[seen]))][:limit]
+    table = np.full(n_codes, missing, dtype=np.int64)
+    table[kept] = base + np.arange(len(kept))
+    return kept, table
 
 
 def _dwell(log: EventLog, sessions: _Sessions, train_views: Mask, cap: float) -> tuple[Float32s, DwellScale]:
@@ -240,7 +270,7 @@ def _dwell(log: EventLog, sessions: _Sessions, train_views: Mask, cap: float) ->
     gap[:-1] = np.diff(log.time)
     has_next = np.ones(len(log), dtype=np.bool_)
     has_next[sessions.stop - 1] = False
-    gap = np.minimum(gap, cap)
+    gap = np.clip(gap, 0.0, cap)  # < 0 only for sub-millisecond ties kept in file order
     observed = train_views & has_next
     last = float(np.median(gap[observed])) if observed.any() else 0.0
     gap[~has_next] = last

@@ -1,9 +1,10 @@
 """Vectorised parsing of delimited text: the readers' hot path.
 
 A chunk of whole lines becomes one NumPy byte buffer; field boundaries are found with
-array operations and each column is parsed digit position by digit position over all
-rows at once. The cost per event is a few NumPy element operations, never a Python
-statement, which is what keeps conversion above a million clicks a second.
+array operations, and each column is cut out as a [rows, width] byte matrix (one gather
+from a sliding-window view) and parsed with matrix operations over all rows at once. The
+cost per event is a few NumPy element operations, never a Python statement, which is
+what keeps conversion above a million clicks a second.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from drnngen.errors import UserError
 Bytes = npt.NDArray[np.uint8]
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
+Mask = npt.NDArray[np.bool_]
 Digest = Any  # a hashlib hash object (its class is private in typeshed)
 
-DEFAULT_CHUNK_BYTES = 32 << 20
+DEFAULT_CHUNK_BYTES = 8 << 20
 _NL, _CR, _QUOTE, _UNIT_SEP = 10, 13, 34, 31
 _MAX_INT_DIGITS = 18  # 10**18 < 2**63: no overflow check needed
 _MAX_KEY_BYTES = 64
+PAD = 64  # zero bytes around a chunk's buffer, so fixed-width windows never leave it
 _DAY = 86400
 
 
@@ -40,6 +43,11 @@ class Chunk:
 
     data: bytes
     first_line: int  # 1-based number of the chunk's first line in its file
+    lines: int = 0  # how many lines it holds
+
+    @property
+    def last_line(self) -> int:
+        return self.first_line + self.lines - 1
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -75,18 +83,19 @@ def iter_chunks(path: Path, chunk_bytes: int, digest: Digest | None = None) -> I
                 carry = block
                 continue
             carry = block[cut:]
-            chunk = Chunk(block[:cut], line)
-            line += chunk.data.count(b"\n")
+            chunk = Chunk(block[:cut], line, block.count(b"\n", 0, cut))
+            line += chunk.lines
             yield chunk
     if carry:
-        yield Chunk(carry + b"\n", line)
+        yield Chunk(carry + b"\n", line, 1)
 
 
-def line_bounds(buf: Bytes) -> tuple[Ints, Ints]:
-    """Start and end (exclusive, before any `\\r`) of every line of a newline-terminated buffer."""
+def line_bounds(buf: Bytes, begin: int = 0) -> tuple[Ints, Ints]:
+    """Start and end (exclusive, before any `\r`) of every line of a newline-terminated buffer
+    whose text begins at `begin`."""
     newlines = np.flatnonzero(buf == _NL)
     starts = np.empty_like(newlines)
-    starts[:1] = 0
+    starts[:1] = begin
     starts[1:] = newlines[:-1] + 1
     has_cr = (newlines > starts) & (buf[np.maximum(newlines - 1, 0)] == _CR)
     return starts, newlines - has_cr
@@ -94,9 +103,9 @@ def line_bounds(buf: Bytes) -> tuple[Ints, Ints]:
 
 @dataclass(frozen=True)
 class Column:
-    """One field of every row of a chunk: byte ranges into the chunk's buffer."""
+    """One field of every row of a chunk: byte ranges into the chunk's padded buffer."""
 
-    buf: Bytes
+    buf: Bytes  # the chunk with PAD zero bytes before and after it
     start: Ints
     end: Ints
     lines: Ints  # line number of each row, for error messages
@@ -106,23 +115,38 @@ class Column:
     def __len__(self) -> int:
         return len(self.start)
 
+    @property
+    def length(self) -> Ints:
+        return self.end - self.start
+
     def text(self, row: int) -> str:
         """The raw text of one row's field (for error messages)."""
         raw = self.buf[self.start[row] : self.end[row]].tobytes()
         return raw.decode("utf-8", errors="replace")[:60]
 
-    def fail(self, bad: npt.NDArray[np.bool_], expected: str) -> None:
+    def fail(self, bad: Mask, expected: str) -> None:
         """Raise a one-line error naming the first row where `bad` is true."""
         if bad.any():
             row = int(np.argmax(bad))
             raise UserError(
-                f"{self.source}:{self.lines[row]}: {self.name}: expected {expected}, "
-                f"found {self.text(row)!r}"
+                f"{self.source}:{self.lines[row]}: {self.name}: expected {expected}, found {self.text(row)!r}"
             )
 
-    def select(self, rows: npt.NDArray[np.bool_]) -> Column:
-        """The same column restricted to some rows."""
-        return Column(self.buf, self.start[rows], self.end[rows], self.lines[rows], self.source, self.name)
+    def matrix(self, width: int, right: bool = False, fill: int = 0) -> Bytes:
+        """The field of every row as a [rows, width] byte matrix, `fill` outside the field.
+
+        Left-aligned from the field's start, or right-aligned on its end (then a number's
+        last digit is always the last column). One row-gather from a sliding-window view
+        of the buffer: far cheaper than gathering byte by byte.
+        """
+        windows = np.lib.stride_tricks.sliding_window_view(self.buf, width)
+        matrix: Bytes = windows[self.end - width] if right else windows[self.start]
+        length = self.length
+        if np.any(length != width):
+            column = np.arange(width)[None, :]
+            inside = column >= (width - length)[:, None] if right else column < length[:, None]
+            matrix[~inside] = fill
+        return matrix
 
 
 @dataclass(frozen=True)
@@ -130,8 +154,9 @@ class Table:
     """The non-blank lines of a chunk split into fields."""
 
     buf: Bytes
-    starts: Ints  # [rows, fields]
-    ends: Ints
+    line_start: Ints
+    line_end: Ints
+    delimiters: Ints  # [rows, fields - 1] positions of the separators
     lines: Ints
     source: str
 
@@ -140,7 +165,10 @@ class Table:
         return len(self.lines)
 
     def column(self, index: int, name: str) -> Column:
-        return Column(self.buf, self.starts[:, index], self.ends[:, index], self.lines, self.source, name)
+        """Field `index` of every row; `name` is how error messages call it."""
+        start = self.line_start if index == 0 else self.delimiters[:, index - 1] + 1
+        end = self.line_end if index == self.delimiters.shape[1] else self.delimiters[:, index]
+        return Column(self.buf, start, end, self.lines, self.source, name)
 
 
 def split_fields(chunk: Chunk, delimiter: str, n_fields: int, source: str, quoted: bool = False) -> Table:
@@ -152,23 +180,25 @@ def split_fields(chunk: Chunk, delimiter: str, n_fields: int, source: str, quote
     sep = ord(delimiter)
     if quoted and chunk.data.find(b'"') >= 0:
         chunk, sep = _unquote(chunk, delimiter, source), _UNIT_SEP
-    buf = np.frombuffer(chunk.data, dtype=np.uint8)
-    starts, ends = line_bounds(buf)
+    buf = np.zeros(len(chunk.data) + 2 * PAD, dtype=np.uint8)
+    buf[PAD:-PAD] = np.frombuffer(chunk.data, dtype=np.uint8)
+    starts, ends = line_bounds(buf, PAD)
     lines = chunk.first_line + np.arange(len(starts), dtype=np.int64)
-    delims = np.flatnonzero(buf == sep)
-    counts = np.bincount(np.searchsorted(starts, delims, side="right") - 1, minlength=len(starts))
     keep = ends > starts
-    wrong = keep & (counts != n_fields - 1)
-    if wrong.any():
-        row = int(np.argmax(wrong))
-        raise UserError(
-            f"{source}:{lines[row]}: expected {n_fields} fields separated by {delimiter!r}, "
-            f"found {counts[row] + 1}"
-        )
-    inner = delims.reshape(-1, n_fields - 1) if n_fields > 1 else np.empty((int(keep.sum()), 0), np.int64)
-    field_starts = np.column_stack([starts[keep], inner + 1])
-    field_ends = np.column_stack([inner, ends[keep]])
-    return Table(buf, field_starts, field_ends, lines[keep], source)
+    starts, ends, lines = starts[keep], ends[keep], lines[keep]
+    delims = np.flatnonzero(buf == sep)
+    per_line = n_fields - 1
+    if len(delims) == per_line * len(starts):
+        # Each line's block of separators lies inside that line, and the total is right:
+        # so every line has exactly n_fields - 1 of them (no per-separator search needed).
+        grid = delims.reshape(len(starts), per_line)
+        if per_line == 0 or (np.all(grid[:, 0] > starts - 1) and np.all(grid[:, -1] < ends)):
+            return Table(buf, starts, ends, grid, lines, source)
+    counts = np.bincount(np.searchsorted(starts, delims, side="right") - 1, minlength=len(starts))
+    row = int(np.argmax(counts != per_line))
+    raise UserError(
+        f"{source}:{lines[row]}: expected {n_fields} fields separated by {delimiter!r}, found {counts[row] + 1}"
+    )
 
 
 def _unquote(chunk: Chunk, delimiter: str, source: str) -> Chunk:
@@ -182,70 +212,46 @@ def _unquote(chunk: Chunk, delimiter: str, source: str) -> Chunk:
         if any("\x1f" in field for field in row):
             raise UserError(f"{source}:{chunk.first_line + len(out)}: control character \\x1f in a field")
         out.append("\x1f".join(row))
-    return Chunk(("\n".join(out) + "\n").encode(), chunk.first_line)
-
-
-def _digit_at(col: Column, offset: Ints | int, active: npt.NDArray[np.bool_]) -> Ints:
-    """The digit at `start + offset` of every active row (garbage > 9 marks a non-digit)."""
-    pos = np.where(active, col.start + offset, 0)
-    return col.buf[pos].astype(np.int64) - 48
-
-
-def _horner(col: Column, first: Ints, last: Ints) -> tuple[Ints, npt.NDArray[np.bool_]]:
-    """Value of the decimal digits in [start+first, start+last) of every row, and a bad-row mask."""
-    count = last - first
-    value = np.zeros(len(col), dtype=np.int64)
-    bad = np.zeros(len(col), dtype=np.bool_)
-    for j in range(int(count.max(initial=0))):
-        active = j < count
-        digit = _digit_at(col, first + j, active)
-        bad |= active & ((digit < 0) | (digit > 9))
-        value = np.where(active, value * 10 + digit, value)
-    return value, bad
+    return Chunk(("\n".join(out) + "\n").encode(), chunk.first_line, chunk.lines)
 
 
 def parse_int(col: Column) -> Ints:
     """Parse `[-]digits` in every row."""
-    length = col.end - col.start
-    negative = (length > 0) & (col.buf[np.where(length > 0, col.start, 0)] == ord("-"))
-    first = negative.astype(np.int64)
-    value, bad = _horner(col, first, length)
-    col.fail(bad | (length - first < 1) | (length - first > _MAX_INT_DIGITS), "an integer")
+    length = col.length
+    col.fail(length > _MAX_INT_DIGITS + 1, "an integer of at most 18 digits")
+    width = max(int(length.max(initial=1)), 1)
+    negative = (length > 0) & (col.buf[col.start] == ord("-"))
+    matrix = col.matrix(width, right=True, fill=ord("0"))  # right-aligned, so padding = leading zeros
+    matrix[negative, width - length[negative]] = ord("0")
+    value, bad = _Bytes(matrix).number(range(width))
+    digits = length - negative
+    col.fail(bad | (digits < 1) | (digits > _MAX_INT_DIGITS), "an integer")
     signed: Ints = np.where(negative, -value, value)
     return signed
 
 
 def parse_float(col: Column) -> Floats:
     """Parse `[-]digits[.digits]` (no exponent) in every row — e.g. Unix times with a fraction."""
-    length = col.end - col.start
-    dot = np.full(len(col), -1, dtype=np.int64)
-    for j in range(int(length.max(initial=0))):
-        is_dot = (j < length) & (dot < 0) & (col.buf[np.where(j < length, col.start + j, 0)] == ord("."))
-        dot[is_dot] = j
-    whole_end = np.where(dot >= 0, dot, length)
-    negative = (length > 0) & (col.buf[np.where(length > 0, col.start, 0)] == ord("-"))
-    first = negative.astype(np.int64)
-    whole, bad_whole = _horner(col, first, whole_end)
-    frac_start = whole_end + 1
-    frac_end = np.where(dot >= 0, np.minimum(length, frac_start + _MAX_INT_DIGITS), frac_start)
-    frac, bad_frac = _horner(col, frac_start, frac_end)
-    bad = bad_whole | bad_frac | (whole_end - first < 1) | (whole_end - first > _MAX_INT_DIGITS)
-    bad |= (dot >= 0) & (length - frac_start > _MAX_INT_DIGITS)
+    length = col.length
+    col.fail(length > 40, "a number")
+    width = max(int(length.max(initial=1)), 1)
+    matrix = col.matrix(width)
+    negative = matrix[:, 0] == ord("-")
+    matrix[negative, 0] = 0
+    is_dot = matrix == ord(".")
+    dots = is_dot.sum(axis=1)
+    point = np.where(dots > 0, np.argmax(is_dot, axis=1), length)  # digits before it are the whole part
+    matrix[is_dot] = 0
+    digit = matrix - np.uint8(48)
+    bad = ((digit > 9) & (matrix != 0)).any(axis=1) | (dots > 1) | (point - negative < 1)
+    bad |= (dots > 0) & (length - point < 2)
     col.fail(bad, "a number")
-    value: Floats = whole + frac / 10.0 ** (frac_end - frac_start)
+    digit[matrix == 0] = 0
+    column = np.arange(width)[None, :]
+    exponent = np.where(column < point[:, None], point[:, None] - 1 - column, point[:, None] - column)
+    value: Floats = (digit * 10.0 ** exponent.astype(np.float64)).sum(axis=1)
     signed: Floats = np.where(negative, -value, value)
     return signed
-
-
-def _fixed(col: Column, offset: int, width: int, ok: npt.NDArray[np.bool_]) -> tuple[Ints, npt.NDArray[np.bool_]]:
-    zero = np.zeros(len(col), dtype=np.int64)
-    value, bad = _horner(col, zero + offset, np.where(ok, offset + width, offset))
-    return value, bad
-
-
-def _char_is(col: Column, offset: Ints | int, chars: bytes, active: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    found = col.buf[np.where(active, col.start + offset, 0)]
-    return np.isin(found, np.frombuffer(chars, dtype=np.uint8))
 
 
 def days_from_civil(year: Ints, month: Ints, day: Ints) -> Ints:
@@ -259,50 +265,90 @@ def days_from_civil(year: Ints, month: Ints, day: Ints) -> Ints:
     return days
 
 
+def _is(values: Bytes, chars: bytes) -> Mask:
+    return np.isin(values, np.frombuffer(chars, dtype=np.uint8))
+
+
+class _Bytes:
+    """Byte j of every row's field as a contiguous vector (0 beyond the field): the matrix
+    is transposed once so that each position is one cheap vector operation."""
+
+    def __init__(self, matrix: Bytes) -> None:
+        self.t = np.ascontiguousarray(matrix.T)
+        self.zero = np.zeros(len(matrix), dtype=np.uint8)
+        self.rows = np.arange(len(matrix))
+
+    def at(self, j: int) -> Bytes:
+        return self.t[j] if j < len(self.t) else self.zero
+
+    def at_rows(self, pos: Ints) -> Bytes:
+        """Byte at a per-row position (0 where it lies outside the matrix)."""
+        inside = (pos >= 0) & (pos < len(self.t))
+        if pos.size and np.all(pos == pos[0]):
+            return self.at(int(pos[0])) if inside[0] else self.zero
+        return np.where(inside, self.t[np.clip(pos, 0, len(self.t) - 1), self.rows], 0).astype(np.uint8)
+
+    def number(self, columns: range, active: list[Mask] | None = None) -> tuple[Ints, Mask]:
+        """Decimal value of the digits at `columns` (only where `active`), and a non-digit mask."""
+        value = np.zeros(len(self.zero), dtype=np.int64)
+        bad = np.zeros(len(self.zero), dtype=np.bool_)
+        for j in columns:
+            digit = self.at(j) - np.uint8(48)  # wraps: a non-digit becomes > 9
+            if active is None:
+                bad |= digit > 9
+                value = value * 10 + digit
+            else:
+                on = active[j - columns.start]
+                bad |= on & (digit > 9)
+                value = value * 10 + np.where(on, digit, np.uint8(0))
+        return value, bad
+
+
 def parse_datetime(col: Column) -> Floats:
-    """Parse ISO 8601 `YYYY-MM-DD[(T| )HH:MM:SS[.fff…]][Z|±HH:MM]` into Unix seconds (UTC)."""
-    n = col.end - col.start
-    rows = np.ones(len(col), dtype=np.bool_)
+    """Parse ISO 8601 `YYYY-MM-DD[(T| )HH:MM:SS[.f…]][Z|±HH:MM]` into Unix seconds (UTC)."""
+    n = col.length
+    expected = "a date-time like 2014-04-07T10:51:09.277Z"
+    col.fail(n > 35, expected)
+    b = _Bytes(col.matrix(max(int(n.max(initial=0)), 10)))
+    year, bad = b.number(range(0, 4))
+    month, bad_month = b.number(range(5, 7))
+    day, bad_day = b.number(range(8, 10))
+    bad |= bad_month | bad_day | (n < 10) | (b.at(4) != ord("-")) | (b.at(7) != ord("-"))
     timed = n > 10
-    year, bad = _fixed(col, 0, 4, rows)
-    month, b2 = _fixed(col, 5, 2, rows)
-    day, b3 = _fixed(col, 8, 2, rows)
-    bad |= b2 | b3 | (n < 10) | ~_char_is(col, 4, b"-", rows) | ~_char_is(col, 7, b"-", rows)
-    hour, b4 = _fixed(col, 11, 2, timed)
-    minute, b5 = _fixed(col, 14, 2, timed)
-    second, b6 = _fixed(col, 17, 2, timed)
-    bad |= b4 | b5 | b6 | (timed & (n < 19))
-    bad |= timed & ~(_char_is(col, 10, b"T ", timed) & _char_is(col, 13, b":", timed) & _char_is(col, 16, b":", timed))
-    zulu = timed & _char_is(col, n - 1, b"Zz", timed)
-    offset_form = timed & ~zulu & (n >= 25) & _char_is(col, n - 6, b"+-", timed) & _char_is(col, n - 3, b":", timed)
-    tz_len = np.where(zulu, 1, np.where(offset_form, 6, 0))
-    tz_hours, b7 = _horner(col, n - 5, np.where(offset_form, n - 3, n - 5))
-    tz_minutes, b8 = _horner(col, n - 2, np.where(offset_form, n, n - 2))
-    tz_sign = np.where(_char_is(col, n - 6, b"-", offset_form), -1, 1)
-    body_end = n - tz_len
+    hour, bad_hour = b.number(range(11, 13))
+    minute, bad_minute = b.number(range(14, 16))
+    second, bad_second = b.number(range(17, 19))
+    separators = _is(b.at(10), b"T ") & (b.at(13) == ord(":")) & (b.at(16) == ord(":"))
+    bad |= timed & (bad_hour | bad_minute | bad_second | (n < 19) | ~separators)
+    last = b.at_rows(n - 1)
+    zulu = timed & ((last == ord("Z")) | (last == ord("z")))
+    offset = timed & ~zulu & (n >= 25) & _is(b.at_rows(n - 6), b"+-") & (b.at_rows(n - 3) == ord(":"))
+    body_end = n - np.where(zulu, 1, np.where(offset, 6, 0))
     has_frac = timed & (body_end > 19)
-    bad |= b7 | b8 | (has_frac & ~_char_is(col, 19, b".", has_frac)) | (has_frac & (body_end < 21))
-    frac_end = np.where(has_frac, np.minimum(body_end, 29), 20)
-    frac, b9 = _horner(col, np.full(len(col), 20), frac_end)
-    bad |= b9 | (has_frac & (body_end > 29))
-    bad |= (month < 1) | (month > 12) | (day < 1) | (day > 31) | (hour > 23) | (minute > 59) | (second > 60)
-    col.fail(bad, "a date-time like 2014-04-07T10:51:09.277Z")
-    days = days_from_civil(year, month, day)
-    seconds = days * _DAY + hour * 3600 + minute * 60 + second
-    seconds -= np.where(offset_form, tz_sign * (tz_hours * 3600 + tz_minutes * 60), 0)
-    return seconds + frac / 10.0 ** (frac_end - 20)
+    bad |= has_frac & ((b.at(19) != ord(".")) | (body_end < 21) | (body_end > 29))
+    active = [has_frac & (j < body_end) for j in range(20, 29)]
+    nanos, bad_frac = b.number(range(20, 29), active)
+    bad |= bad_frac | (month < 1) | (month > 12) | (day < 1) | (day > 31)
+    bad |= timed & ((hour > 23) | (minute > 59) | (second > 60))
+    tz = np.zeros(len(n), dtype=np.int64)
+    if offset.any():
+        digits = [b.at_rows(np.where(offset, n - k, 0)) - np.uint8(48) for k in (5, 4, 2, 1)]
+        bad |= offset & np.any([d > 9 for d in digits], axis=0)
+        sign = np.where(b.at_rows(n - 6) == ord("-"), -1, 1)
+        minutes = (digits[0] * 10 + digits[1]).astype(np.int64) * 60 + digits[2] * 10 + digits[3]
+        tz = np.where(offset, sign * minutes * 60, 0)
+    col.fail(bad, expected)
+    clock = np.where(timed, hour * 3600 + minute * 60 + second, 0)
+    seconds = days_from_civil(year, month, day) * _DAY + clock - tz
+    result: Floats = seconds + nanos / 1e9
+    return result
 
 
 def parse_key(col: Column) -> npt.NDArray[np.bytes_]:
     """The raw bytes of every row as a fixed-width bytes array (ids that are not integers)."""
-    length = col.end - col.start
-    col.fail(length > _MAX_KEY_BYTES, f"an id of at most {_MAX_KEY_BYTES} bytes")
-    width = max(int(length.max(initial=0)), 1)
-    matrix = np.zeros((len(col), width), dtype=np.uint8)
-    for j in range(width):  # column by column: memory stays at one byte per cell
-        inside = j < length
-        matrix[:, j] = np.where(inside, col.buf[np.where(inside, col.start + j, 0)], 0)
-    return matrix.view(f"S{width}").ravel()
+    col.fail(col.length > _MAX_KEY_BYTES, f"an id of at most {_MAX_KEY_BYTES} bytes")
+    width = max(int(col.length.max(initial=0)), 1)
+    return np.ascontiguousarray(col.matrix(width)).view(f"S{width}").ravel()
 
 
 def read_header(path: Path, delimiter: str, source: str) -> list[str]:
