@@ -9,6 +9,7 @@ import click
 
 from drnngen import __version__
 from drnngen.cli.build import build, draw
+from drnngen.cli.data import prepare_command, synth_command
 from drnngen.cli.doctor import doctor
 from drnngen.cli.evaluate import evaluate, report
 from drnngen.cli.tune import best, tune_command
@@ -47,7 +48,7 @@ def cli() -> None:
     ICDE 2016) and tune their hyperparameters with a genetic algorithm."""
 
 
-for _command in (build, draw, doctor, evaluate, report, tune_command, best):
+for _command in (build, draw, doctor, evaluate, report, tune_command, best, prepare_command, synth_command):
     cli.add_command(_command)
 
 
