@@ -1,0 +1,47 @@
+"""Helpers shared by the tests of drnngen.data (not a test module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from drnngen.data.prepare import PrepareOptions, PrepareReport, prepare
+from drnngen.data.readers import LogSpec
+from drnngen.data.synth import SynthOptions, synthesize
+
+REPO = Path(__file__).resolve().parent.parent
+OTTO_SAMPLE = REPO.parent / "shared" / "data" / "otto-sample" / "train.jsonl"
+
+
+def quiet(_: str) -> None:
+    """A progress sink that drops everything."""
+
+
+def synth_log(folder: Path, sessions: int = 300, seed: int = 5, log_format: str = "yoochoose", **kw: object) -> Path:
+    """A small synthetic log written to `folder` (returned)."""
+    synthesize(SynthOptions(sessions=sessions, seed=seed, **kw), log_format, folder, False, quiet)
+    return folder
+
+
+def yoochoose_spec(folder: Path, users: bool = True) -> LogSpec:
+    return LogSpec("yoochoose", folder / "clicks.dat", buys=folder / "buys.dat",
+                   users=folder / "users.csv" if users else None)
+
+
+def run_prepare(spec: LogSpec, output: Path, **options: object) -> PrepareReport:
+    return prepare(spec, PrepareOptions(**options), output, quiet)
+
+
+def read_split(list_file: Path) -> dict[str, np.ndarray]:
+    """All rows of a split: every HDF5 file of a Caffe list file, concatenated in order."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for line in list_file.read_text().splitlines():
+        path = Path(line)
+        assert path.is_absolute(), line
+        with h5py.File(path, "r") as h5:
+            for name, dataset in h5.items():
+                assert dataset.dtype == np.float32, name
+                parts.setdefault(name, []).append(dataset[...])
+    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
