@@ -1,0 +1,94 @@
+"""Tuner overhead, parallel speedup and cache hits, with real Caffe (CPU).
+
+* overhead: wall time of a 1-worker run ÷ Σ solver time of its trainings
+  (target ≤ 1.05: the GA, codegen, ledger and process starts cost little);
+* speedup: wall time with 1 worker ÷ with 2 workers, same seed, same
+  candidates (target ≥ 1.8× on 2 free cores);
+* cache: evaluations, trainings and hits of a run whose small space makes
+  the population repeat networks, then a second run on the same cache.
+
+Each Caffe child gets OPENBLAS_NUM_THREADS=1 so two workers use two cores
+instead of fighting over them. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from codegen.config import load_config, to_mapping
+from tuner.ledger import Ledger
+from tuner.run import Resources, RunSummary, TuneParams, tune
+from tuner.space import IntRange, SearchSpace, space_mapping
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SPACE = SearchSpace(IntRange(3, 4), IntRange(1, 2), IntRange(0, 1), ("ReLU", "TanH"), (64, 128))
+REPEATING = SearchSpace(IntRange(3, 3), IntRange(1, 1), IntRange(0, 0), ("ReLU", "TanH"), (16,))
+
+
+def _params(data: Path, space: SearchSpace, **changes: Any) -> TuneParams:
+    base = to_mapping(load_config(EXAMPLES / "small.yaml"))
+    base["data"]["batch_size"] = 256
+    values: dict[str, Any] = {
+        "data": str(data), "generations": 1, "population": 4, "pc": 0.8, "pm": 0.3, "strategy": "literal",
+        "seed": 3, "iterations": 1500, "epochs": None, "mode": "cpu", "timeout_s": None, "base": base,
+        "space": space_mapping(space),
+    }
+    return TuneParams(**{**values, **changes})
+
+
+def _timed(run_dir: Path, params: TuneParams, resources: Resources) -> tuple[float, RunSummary]:
+    start = time.perf_counter()
+    summary = tune(run_dir, params, resources)
+    return time.perf_counter() - start, summary
+
+
+def _seconds(run_dir: Path) -> tuple[float, float]:
+    """(Σ solver seconds, Σ evaluation wall seconds) of the run's trainings."""
+    ledger = Ledger.open(run_dir)
+    try:
+        trained = [r.outcome for r in ledger.candidates() if r.source == "trained"]
+    finally:
+        ledger.close()
+    return sum(o.solver_seconds for o in trained), sum(o.wall_seconds for o in trained)
+
+
+def main() -> None:
+    from tests.test_tuner_ledger import make_dataset
+
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # inherited by every Caffe child
+    with tempfile.TemporaryDirectory(prefix="bench-tuner-") as tmp:
+        root = Path(tmp)
+        data = make_dataset(root, sessions=20000)
+        params = _params(data, SPACE, population=8, generations=0)  # 8 trainings: 4 even rounds of 2
+        wall1, one = _timed(root / "w1", params, Resources(workers=1))
+        solver1, evaluations1 = _seconds(root / "w1")
+        n = one.evaluated
+        print(f"1 worker: {n} trainings, wall {wall1:.2f} s, solver {solver1:.2f} s, "
+              f"wall / solver = {wall1 / solver1:.3f} (target <= 1.05)")
+        print(f"  per training: {(evaluations1 - solver1) / n:.3f} s outside the solver (child start, net set-up, "
+              f"validation); GA + codegen + ledger: {(wall1 - evaluations1) / n:.3f} s")
+        wall2, two = _timed(root / "w2", params, Resources(workers=2))
+        same = one.best is not None and two.best is not None and one.best.key == two.best.key
+        # A generation's trainings run in rounds of 2: an odd count leaves a worker idle.
+        per_gen = [r["evals"] - r["cached"] for r in one.records]
+        ideal = sum(per_gen) / sum(-(-k // 2) for k in per_gen)
+        print(f"2 workers: wall {wall2:.2f} s, speedup {wall1 / wall2:.2f}x (target >= 1.8x; "
+              f"ideal for trainings per generation {per_gen}: {ideal:.2f}x); same best: {same}")
+        cache = Resources(workers=1, cache_dir=root / "cache")
+        repeat = _params(data, REPEATING, population=6, generations=3, iterations=50)
+        _, first = _timed(root / "c1", repeat, cache)
+        evals = sum(r["evals"] for r in first.records)
+        hits = sum(r["cached"] for r in first.records)
+        print(f"repeating population: {evals} evaluations, {first.evaluated} trainings, {hits} cache hits")
+        _, second = _timed(root / "c2", repeat, cache)
+        print(f"second run, same cache: {sum(r['evals'] for r in second.records)} evaluations, "
+              f"{sum(r['cached'] for r in second.records)} cache hits, "
+              f"{sum(1 for r in Ledger.open(root / 'c2').candidates() if r.source == 'trained')} trainings")
+
+
+if __name__ == "__main__":
+    main()
