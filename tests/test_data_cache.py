@@ -1,0 +1,116 @@
+"""The per-window cache behind Manifest.sources(w): derived once, reused, safe under concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drnngen.data.manifest import load_manifest
+from tests.data_support import read_split, run_prepare, synth_log, yoochoose_spec
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("cache")
+    log = synth_log(base / "log", sessions=300)
+    return run_prepare(yoochoose_spec(log), base / "data", window=4, file_bytes=50_000).manifest.root
+
+
+def _stamps(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_prepare_materialises_its_window_only(dataset: Path) -> None:
+    assert (dataset / "w4" / "index.json").is_file()
+    assert not list(dataset.glob("w[0-35-9]*"))
+
+
+def test_a_window_is_derived_once_then_reused(tmp_path: Path, dataset: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(dataset, root)
+    manifest = load_manifest(root)
+    first = manifest.sources(2)
+    stamps = _stamps(root / "w2")
+    again = load_manifest(root / "manifest.json").sources(2)
+    assert again == first
+    assert _stamps(root / "w2") == stamps  # nothing rewritten
+    assert {path.name for path in first.values()} == {"train.txt", "val.txt", "test.txt"}
+    assert all(path.parent == root.resolve() / "w2" for path in first.values())
+
+
+def test_windows_differ_only_where_they_should(dataset: Path) -> None:
+    """Window 1 and 4 share labels and user rows; their last page is the same page."""
+    manifest = load_manifest(dataset)
+    one, four = read_split(manifest.sources(1)["train"]), read_split(manifest.sources(4)["train"])
+    np.testing.assert_array_equal(one["label"], four["label"])
+    np.testing.assert_array_equal(one["user_items"], four["user_items"])
+    np.testing.assert_array_equal(one["page_0"], four["page_3"])
+    # pages 1..3 of window 4 moved out of window 1's view into its history
+    assert (one["history"] > 0).sum() >= (four["history"] > 0).sum()
+
+
+def _ask(root: str, window: int) -> dict[str, str]:
+    return {name: path.read_text() for name, path in load_manifest(root).sources(window).items()}
+
+
+def test_concurrent_requests_agree_and_leave_no_temporary_files(tmp_path: Path, dataset: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(dataset, root)
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        results = pool.starmap(_ask, [(str(root), 6)] * 3)
+    assert results[0] == results[1] == results[2]
+    assert not list(root.glob(".w6.tmp-*"))
+    listed = [Path(line) for text in results[0].values() for line in text.splitlines()]
+    assert listed and all(path.is_file() for path in listed)
+
+
+def test_a_crashed_derivation_is_cleaned_up(tmp_path: Path, dataset: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(dataset, root)
+    (root / ".w3.tmp-crashed").mkdir()
+    (root / ".w3.tmp-crashed" / "train-0000.h5").write_bytes(b"half")
+    load_manifest(root).sources(3)
+    assert not (root / ".w3.tmp-crashed").exists()
+
+
+def test_a_moved_dataset_gets_fresh_absolute_paths(tmp_path: Path, dataset: Path) -> None:
+    moved = tmp_path / "moved"
+    shutil.copytree(dataset, moved)
+    lists = load_manifest(moved).sources(4)
+    for path in lists.values():
+        for line in path.read_text().splitlines():
+            assert line.startswith(str(moved.resolve())), line
+            assert Path(line).is_file()
+
+
+def test_a_second_asker_waits_for_the_first_instead_of_deriving_again(
+    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from drnngen.data import manifest as manifest_module
+
+    calls = []
+    real = manifest_module.write_window
+
+    def slow_write(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the second thread to arrive while we hold the lock
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manifest_module, "write_window", slow_write)
+    root = tmp_path / "copy"
+    shutil.copytree(dataset, root)
+    results: list[dict[str, Path]] = []
+    threads = [threading.Thread(target=lambda: results.append(load_manifest(root).sources(5))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert len(results) == 2 and results[0] == results[1]
