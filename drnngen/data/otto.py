@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drnngen.data.events import PURCHASE, VIEW, EventChunk
-from drnngen.data.textscan import Bytes, Chunk, Ints, line_bounds
+from drnngen.data.textscan import Bytes, Chunk, Ints, line_bounds, seconds_from_millis
 from drnngen.errors import UserError
 
 _KINDS = {"clicks": VIEW, "carts": VIEW, "orders": PURCHASE}
@@ -111,7 +111,7 @@ def scan_chunk(chunk: Chunk, source: str) -> EventChunk:
     fast = EventChunk(
         session=session[owner[good]],
         item=aid[good],
-        time=ts[good] / 1000.0,
+        time=seconds_from_millis(ts[good]),
         kind=kind[good].astype(np.int8),
     )
     slow = [_parse_line(buf[s:e].tobytes(), int(n), source) for s, e, n in zip(
@@ -136,7 +136,7 @@ def _parse_line(raw: bytes, line: int, source: str) -> EventChunk:
     return EventChunk(
         session=np.full(len(rows), record["session"], dtype=np.int64),
         item=np.array([r[0] for r in rows], dtype=np.int64),
-        time=np.array([r[1] for r in rows], dtype=np.float64) / 1000.0,
+        time=seconds_from_millis(np.array([r[1] for r in rows], dtype=np.int64)),
         kind=np.array([r[2] for r in rows], dtype=np.int8),
     )
 

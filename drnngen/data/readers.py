@@ -38,6 +38,7 @@ from drnngen.data.textscan import (
     parse_int,
     parse_key,
     read_header,
+    seconds_from_millis,
     split_fields,
 )
 from drnngen.errors import UserError
@@ -198,7 +199,7 @@ def _diginetica(spec: LogSpec, path: Path, role: str, digest: Digest) -> Iterato
         yield lines, EventChunk(
             session=parse_int(_col(table, where, "session")),
             item=parse_int(_col(table, where, "item")),
-            time=day + parse_int(_col(table, where, "timeframe")) / 1000.0,
+            time=day + seconds_from_millis(parse_int(_col(table, where, "timeframe"))),
             kind=np.full(table.rows, kind, dtype=np.int8),
             user=parse_key(_col(table, where, "userId")) if "userId" in where else None,
         )

@@ -231,27 +231,38 @@ def parse_int(col: Column) -> Ints:
 
 
 def parse_float(col: Column) -> Floats:
-    """Parse `[-]digits[.digits]` (no exponent) in every row — e.g. Unix times with a fraction."""
+    """Parse `[-]digits[.digits]` (no exponent) in every row — e.g. Unix times with a fraction.
+
+    Whole and fractional digits are read as integers and combined as whole + frac / 10**k,
+    the way every other time parser here combines seconds and their fraction, so the same
+    instant gives the same double whatever the file format.
+    """
     length = col.length
     col.fail(length > 40, "a number")
     width = max(int(length.max(initial=1)), 1)
     matrix = col.matrix(width)
     negative = matrix[:, 0] == ord("-")
-    matrix[negative, 0] = 0
     is_dot = matrix == ord(".")
     dots = is_dot.sum(axis=1)
-    point = np.where(dots > 0, np.argmax(is_dot, axis=1), length)  # digits before it are the whole part
-    matrix[is_dot] = 0
-    digit = matrix - np.uint8(48)
-    bad = ((digit > 9) & (matrix != 0)).any(axis=1) | (dots > 1) | (point - negative < 1)
-    bad |= (dots > 0) & (length - point < 2)
+    point = np.where(dots > 0, np.argmax(is_dot, axis=1), length)
+    matrix[negative, 0] = ord("0")
+    matrix[is_dot] = ord("0")
+    digits = _Bytes(matrix)
+    whole, bad_whole = digits.number(range(width), [j < point for j in range(width)])
+    frac, bad_frac = digits.number(range(width), [(j > point) & (j < length) for j in range(width)])
+    places = np.maximum(length - point - 1, 0)
+    bad = bad_whole | bad_frac | (dots > 1) | (point - negative < 1) | (point - negative > _MAX_INT_DIGITS)
+    bad |= ((dots > 0) & (places < 1)) | (places > _MAX_INT_DIGITS)
     col.fail(bad, "a number")
-    digit[matrix == 0] = 0
-    column = np.arange(width)[None, :]
-    exponent = np.where(column < point[:, None], point[:, None] - 1 - column, point[:, None] - column)
-    value: Floats = (digit * 10.0 ** exponent.astype(np.float64)).sum(axis=1)
+    value: Floats = whole + frac / 10.0**places
     signed: Floats = np.where(negative, -value, value)
     return signed
+
+
+def seconds_from_millis(millis: Ints) -> Floats:
+    """Unix seconds of integer milliseconds, rounded the way the other time parsers round."""
+    value: Floats = millis // 1000 + (millis % 1000) / 1000.0
+    return value
 
 
 def days_from_civil(year: Ints, month: Ints, day: Ints) -> Ints:
@@ -289,7 +300,8 @@ class _Bytes:
         return np.where(inside, self.t[np.clip(pos, 0, len(self.t) - 1), self.rows], 0).astype(np.uint8)
 
     def number(self, columns: range, active: list[Mask] | None = None) -> tuple[Ints, Mask]:
-        """Decimal value of the digits at `columns` (only where `active`), and a non-digit mask."""
+        """Decimal value of the digits at `columns`, and a non-digit mask. With `active` (one
+        mask per column), a row reads only its active columns."""
         value = np.zeros(len(self.zero), dtype=np.int64)
         bad = np.zeros(len(self.zero), dtype=np.bool_)
         for j in columns:
@@ -300,7 +312,7 @@ class _Bytes:
             else:
                 on = active[j - columns.start]
                 bad |= on & (digit > 9)
-                value = value * 10 + np.where(on, digit, np.uint8(0))
+                value = np.where(on, value * 10 + digit, value)
         return value, bad
 
 
@@ -327,7 +339,8 @@ def parse_datetime(col: Column) -> Floats:
     has_frac = timed & (body_end > 19)
     bad |= has_frac & ((b.at(19) != ord(".")) | (body_end < 21) | (body_end > 29))
     active = [has_frac & (j < body_end) for j in range(20, 29)]
-    nanos, bad_frac = b.number(range(20, 29), active)
+    fraction, bad_frac = b.number(range(20, 29), active)
+    nanos = fraction * 10 ** np.clip(29 - body_end, 0, 9)  # ".5" is 500000000 ns
     bad |= bad_frac | (month < 1) | (month > 12) | (day < 1) | (day > 31)
     bad |= timed & ((hour > 23) | (minute > 59) | (second > 60))
     tz = np.zeros(len(n), dtype=np.int64)
