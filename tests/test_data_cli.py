@@ -1,0 +1,97 @@
+"""`drnngen synth` and `drnngen prepare` through click's CliRunner, in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from drnngen.cli import cli
+from drnngen.cli.data import parse_size
+from drnngen.errors import UserError
+from tests.data_support import OTTO_SAMPLE, read_split
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("log_format", "files", "prepare_args"),
+    [
+        ("yoochoose", ["buys.dat", "clicks.dat", "users.csv"],
+         ["clicks.dat", "--buys", "buys.dat", "--users", "users.csv"]),
+        ("gru4rec", ["buys.tsv", "sessions.tsv", "users.csv"],
+         ["sessions.tsv", "--buys", "buys.tsv", "--users", "users.csv", "--target", "next-item"]),
+        ("otto", ["sessions.jsonl", "users.csv"], ["sessions.jsonl", "--users", "users.csv"]),
+    ],
+)
+def test_synth_then_prepare(tmp_path: Path, log_format: str, files: list[str], prepare_args: list[str]) -> None:
+    log = tmp_path / "log"
+    code, out, err = _run("synth", "--sessions", "400", "--seed", "7", "--format", log_format, "-o", str(log))
+    assert code == 0, err
+    assert sorted(p.name for p in log.iterdir()) == files
+    assert f"wrote {log / files[0]}" in out and "next: drnngen prepare" in out
+    assert "generated 400 sessions" in err  # progress goes to stderr
+
+    args = [str(log / a) if not a.startswith("-") and "." in a else a for a in prepare_args]
+    code, out, err = _run("prepare", *args, "--window", "2", "--max-pages", "300", "-o", str(tmp_path / "data"))
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["format"] == log_format and manifest["pages"] <= 300 and manifest["window"] == 2
+    assert f"M={manifest['pages']} pages (Embed input_dim {manifest['pages'] + 1})" in out
+    assert f"train {manifest['train_samples']:,}" in out
+    assert "reading" in err and "window 2" in err
+    rows = read_split(tmp_path / "data" / "w2" / "train.txt")
+    assert len(rows["label"]) == manifest["train_samples"] > 0
+
+
+def test_quiet_prepare_prints_only_the_summary(tmp_path: Path) -> None:
+    _run("synth", "--sessions", "200", "-o", str(tmp_path / "log"), "-q")
+    code, out, err = _run("prepare", str(tmp_path / "log" / "clicks.dat"), "--buys", str(tmp_path / "log" / "buys.dat"),
+                          "-o", str(tmp_path / "data"), "-q")
+    assert code == 0 and err == ""
+    assert out.startswith(f"wrote {tmp_path / 'data'}: M=")
+
+
+def test_synth_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    assert _run("synth", "--sessions", "50", "-o", str(tmp_path / "log"), "-q")[0] == 0
+    code, _, err = _run("synth", "--sessions", "60", "-o", str(tmp_path / "log"))
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'log'}: already exists; pass --force to replace it"
+    assert _run("synth", "--sessions", "60", "-o", str(tmp_path / "log"), "--force", "-q")[0] == 0
+
+
+def test_prepare_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "clicks.dat").write_text("1,2014-04-07T10:51:09.277Z,214536502,0\n1,oops,3,0\n")
+    code, out, err = _run("prepare", str(tmp_path / "clicks.dat"), "--target", "next-item", "-o", str(tmp_path / "o"))
+    assert code == 2 and out == ""
+    assert err == f"error: {tmp_path / 'clicks.dat'}:2: timestamp: expected a date-time like " \
+                  "2014-04-07T10:51:09.277Z, found 'oops'\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clicks.dat"]
+
+
+@pytest.mark.skipif(not OTTO_SAMPLE.is_file(), reason=f"the OTTO sample is not beside the repository ({OTTO_SAMPLE})")
+def test_prepare_the_otto_sample_with_the_format_guessed(tmp_path: Path) -> None:
+    code, out, err = _run("prepare", str(OTTO_SAMPLE), "-o", str(tmp_path / "otto"))
+    assert code == 0, err
+    assert "samples train 3 / val 0 / test 0" in out
+    assert "warning: the val split has no samples" in err
+
+
+def test_help_lists_the_data_commands() -> None:
+    code, out, _ = _run("--help")
+    assert code == 0 and "prepare" in out and "synth" in out
+
+
+@pytest.mark.parametrize(("text", "size"), [("4GiB", 4 << 30), ("256MiB", 256 << 20), ("1e9", 10**9),
+                                            ("512k", 512 << 10), ("1.5 GB", 1_500_000_000)])
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text, "--x") == size
+
+
+def test_bad_size() -> None:
+    with pytest.raises(UserError, match="--x: not a size: '4 parsecs'"):
+        parse_size("4 parsecs", "--x")
