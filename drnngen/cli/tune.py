@@ -80,9 +80,13 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
     )
     extend = options["generations"] if _given(ctx, "generations") else None
     stop = threading.Event()
-    with _interrupt_sets(stop):
-        summary = tune(run_dir, params, resources, stop=stop, progress=_Bar(),
-                       on_generation=_Logbook(params, run_dir).line, generations=extend)
+    try:
+        with _interrupt_sets(stop):
+            summary = tune(run_dir, params, resources, stop=stop, progress=_Bar(),
+                           on_generation=_Logbook(params, run_dir).line, generations=extend)
+    except KeyboardInterrupt:  # the second Ctrl-C: trainings in flight were killed
+        click.echo(f"\nabandoned; continue with: drnngen tune --resume {run_dir}", err=True)
+        ctx.exit(130)
     _finish(summary)
     if summary.result.interrupted:
         click.echo(f"interrupted; continue with: drnngen tune --resume {run_dir}", err=True)
