@@ -17,12 +17,13 @@ So a model that reads the session beats popularity by a wide margin, as on real 
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,8 @@ Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 Progress = Callable[[str], None]
 _START = np.datetime64("2014-04-01T00:00:00", "ms")
+_BLOCK_ROWS = 200_000
+Format = Callable[[npt.NDArray[Any]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def generate(options: SynthOptions) -> SynthLog:
     goal = np.where(
         rng.random(options.sessions) < 0.35,
         favourites[user, rng.integers(0, 3, options.sessions)],
-        catalogue.sample(rng, _categorical(rng, taste[user])),
+        catalogue.sample(rng, _categorical(rng, taste, user)),
     )
     length = np.minimum(rng.geometric(1.0 / options.mean_length, options.sessions), 200)
     views = _views(rng, catalogue, taste, user, goal, length)
@@ -122,12 +125,19 @@ class _Catalogue:
         return np.minimum(index, len(self.cumulative) - 1)
 
 
-def _categorical(rng: np.random.Generator, weights: Floats) -> Ints:
-    """One draw per row of a row-stochastic matrix."""
+def _categorical(rng: np.random.Generator, weights: Floats, rows: Ints | None = None) -> Ints:
+    """One draw from each listed row (default: every row) of a row-stochastic matrix.
+
+    Row u's cumulative weights, shifted by u, lie in (u, u + 1], so all rows form one
+    sorted array and every draw is one binary search, without a [draws, categories] matrix.
+    """
+    n_rows, width = weights.shape
+    rows = np.arange(n_rows) if rows is None else rows
     cumulative = np.cumsum(weights, axis=1)
-    draw = rng.random(len(weights))[:, None] * cumulative[:, -1:]
-    index: Ints = np.minimum((cumulative < draw).sum(axis=1), weights.shape[1] - 1)
-    return index
+    shifted = (cumulative / cumulative[:, -1:] + np.arange(n_rows)[:, None]).ravel()
+    index = np.searchsorted(shifted, rows + rng.random(len(rows)), side="right") - rows * width
+    drawn: Ints = np.clip(index, 0, width - 1)
+    return drawn
 
 
 def _views(
@@ -143,7 +153,7 @@ def _views(
     p_category = p_goal + 0.15 + 0.25 * progress
     p_taste = p_category + 0.75 * (1 - p_category)
     item = np.where(draw < p_goal, goal[session], catalogue.sample(rng, goal_category))
-    item = np.where(draw < p_category, item, catalogue.sample(rng, _categorical(rng, taste[user[session]])))
+    item = np.where(draw < p_category, item, catalogue.sample(rng, _categorical(rng, taste, user[session])))
     item = np.where(draw < p_taste, item, catalogue.popular(rng, len(session)))
     return item, session
 
@@ -197,51 +207,65 @@ def _rows(*columns: list[str], sep: str = ",") -> str:
     return "".join(sep.join(row) + "\n" for row in zip(*columns, strict=True))
 
 
-def _strings(values: npt.NDArray[np.generic]) -> list[str]:
+def _strings(values: npt.NDArray[Any]) -> list[str]:
     return [str(v) for v in values.tolist()]
+
+
+def _seconds(values: Floats) -> list[str]:
+    return [f"{t:.3f}" for t in values.tolist()]
+
+
+def _write_table(path: Path, columns: list[tuple[npt.NDArray[Any], Format]], sep: str = ",", header: str = "") -> None:
+    """Write formatted columns as delimited lines, a block of rows at a time (bounded memory)."""
+    with path.open("w") as handle:
+        handle.write(header)
+        for first in range(0, len(columns[0][0]), _BLOCK_ROWS):
+            block = slice(first, first + _BLOCK_ROWS)
+            handle.write(_rows(*(fmt(values[block]) for values, fmt in columns), sep=sep))
 
 
 def _write_yoochoose(log: SynthLog, folder: Path) -> None:
     click = log.tag != ORDER  # YOOCHOOSE has no carts: a cart is one more click on the item
     order = ~click
-    (folder / "clicks.dat").write_text(_rows(
-        _strings(log.session[click]), _iso(log.time[click]), _strings(log.item[click]),
-        _strings(log.category[click]),
-    ))
-    n = int(order.sum())
-    price = _strings(np.round(np.exp(3 + 0.8 * np.sin(log.item[order])) * 10).astype(np.int64) * 10)
-    (folder / "buys.dat").write_text(_rows(
-        _strings(log.session[order]), _iso(log.time[order]), _strings(log.item[order]), price, ["1"] * n,
-    ))
+    _write_table(folder / "clicks.dat", [(log.session[click], _strings), (log.time[click], _iso),
+                                         (log.item[click], _strings), (log.category[click], _strings)])
+    price = np.round(np.exp(3 + 0.8 * np.sin(log.item[order])) * 10).astype(np.int64) * 10
+    _write_table(folder / "buys.dat", [(log.session[order], _strings), (log.time[order], _iso),
+                                       (log.item[order], _strings), (price, _strings),
+                                       (np.ones(int(order.sum()), dtype=np.int64), _strings)])
 
 
 def _write_gru4rec(log: SynthLog, folder: Path) -> None:
-    header = "SessionId\tItemId\tTime\n"
     for name, rows in (("sessions.tsv", log.tag != ORDER), ("buys.tsv", log.tag == ORDER)):
-        times = [f"{t:.3f}" for t in log.time[rows].tolist()]
-        text = _rows(_strings(log.session[rows]), _strings(log.item[rows]), times, sep="\t")
-        (folder / name).write_text(header + text)
+        _write_table(folder / name, [(log.session[rows], _strings), (log.item[rows], _strings),
+                                     (log.time[rows], _seconds)], sep="\t", header="SessionId\tItemId\tTime\n")
 
 
 def _write_otto(log: SynthLog, folder: Path) -> None:
     names = ("clicks", "carts", "orders")
-    ms = np.round(log.time * 1000).astype(np.int64).tolist()
-    events = [f'{{"aid":{a},"ts":{t},"type":"{names[k]}"}}' for a, t, k in
-              zip(log.item.tolist(), ms, log.tag.tolist(), strict=True)]
     bounds = np.flatnonzero(np.r_[True, log.session[1:] != log.session[:-1], True])
-    lines = [
-        json.dumps({"session": int(log.session[a])}, separators=(",", ":"))[:-1]
-        + ',"events":[' + ",".join(events[a:b]) + "]}\n"
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
-    ]
-    (folder / "sessions.jsonl").write_text("".join(lines))
+    with (folder / "sessions.jsonl").open("w") as handle:
+        for first in range(0, len(bounds) - 1, _BLOCK_ROWS // 10):
+            edges = bounds[first : first + _BLOCK_ROWS // 10 + 1]
+            rows = slice(int(edges[0]), int(edges[-1]))
+            ms = np.round(log.time[rows] * 1000).astype(np.int64).tolist()
+            events = [f'{{"aid":{a},"ts":{t},"type":"{names[k]}"}}' for a, t, k in
+                      zip(log.item[rows].tolist(), ms, log.tag[rows].tolist(), strict=True)]
+            offsets = (edges - edges[0]).tolist()
+            handle.write("".join(
+                f'{{"session":{int(log.session[edges[0] + a])},"events":[' + ",".join(events[a:b]) + "]}\n"
+                for a, b in itertools.pairwise(offsets)
+            ))
 
 
 def _write_users(log: SynthLog, folder: Path) -> None:
     known = np.flatnonzero(log.session_user >= 0)
-    (folder / "users.csv").write_text(
-        "session,user\n" + _rows(_strings(known + 1), [f"u{u}" for u in log.session_user[known].tolist()])
-    )
+    _write_table(folder / "users.csv", [(known + 1, _strings), (log.session_user[known], _users)],
+                 header="session,user\n")
+
+
+def _users(values: Ints) -> list[str]:
+    return [f"u{u}" for u in values.tolist()]
 
 
 _WRITERS = {"yoochoose": _write_yoochoose, "gru4rec": _write_gru4rec, "otto": _write_otto}
