@@ -126,6 +126,9 @@ class SolverConfig:
     max_iter: int = field(default=10000, metadata=_doc("training iterations", min=1))
     test_iter: int = field(default=10, metadata=_doc("TEST batches per test pass", min=1))
     test_interval: int = field(default=500, metadata=_doc("iterations between test passes", min=1))
+    test_initialization: bool = field(
+        default=True, metadata=_doc("also test before the first iteration (Caffe's default)")
+    )
     display: int = field(default=100, metadata=_doc("iterations between loss prints", min=0))
     snapshot: int = field(default=0, metadata=_doc("iterations between snapshots (0: only at the end)", min=0))
     snapshot_prefix: str = field(default="drnn", metadata=_doc("path prefix of .caffemodel/.solverstate files"))

@@ -81,6 +81,7 @@ def solver_fields(cfg: DRNNConfig) -> dict[str, Any]:
     s = cfg.solver
     fields: dict[str, Any] = {
         "net": s.net, "test_iter": [s.test_iter], "test_interval": s.test_interval,
+        "test_initialization": s.test_initialization,
         "type": s.type, "base_lr": s.base_lr, "lr_policy": s.lr_policy,
     }
     if s.lr_policy in ("step", "exp", "inv", "sigmoid"):

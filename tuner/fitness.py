@@ -156,7 +156,8 @@ def prepare(genotype: Sequence[Any], setting: Setting) -> Candidate:
         data=replace(cfg.data, test_batch_size=test_batch),
         solver=replace(
             cfg.solver, max_iter=iterations, test_iter=test_iterations, test_interval=iterations,
-            solver_mode=setting.mode.upper(), random_seed=None, snapshot=0,
+            # one validation pass, at the end: a pass at iteration 0 would only cost time
+            test_initialization=False, solver_mode=setting.mode.upper(), random_seed=None, snapshot=0,
         ),
     )
     digest = setting.data.digest(cfg.model.states)
