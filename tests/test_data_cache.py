@@ -114,3 +114,17 @@ def test_a_second_asker_waits_for_the_first_instead_of_deriving_again(
         thread.join()
     assert len(calls) == 1
     assert len(results) == 2 and results[0] == results[1]
+
+
+def test_wide_datasets_are_compressed_unless_told_otherwise(tmp_path: Path, dataset: Path) -> None:
+    import h5py
+
+    first = Path(load_manifest(dataset).sources(4)["train"].read_text().splitlines()[0])
+    with h5py.File(first, "r") as h5:
+        assert {name: h5[name].compression for name in ("history", "user_items", "page_0", "label")} == {
+            "history": "gzip", "user_items": "gzip", "page_0": None, "label": None}
+    log = synth_log(tmp_path / "log", sessions=150)
+    plain = run_prepare(yoochoose_spec(log), tmp_path / "plain", window=2, compress=False)
+    with h5py.File(plain.sources["train"].read_text().splitlines()[0], "r") as h5:
+        assert h5["history"].compression is None and h5["history"].chunks is None
+    assert plain.manifest.compress is False

@@ -94,7 +94,9 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--memory-budget", default="4GiB", show_default=True,
               help="Refuse when one window's HDF5 data would be larger than this.")
 @click.option("--file-size", default="256MiB", show_default=True,
-              help="Bound on one HDF5 file (Caffe's HDF5Data loads a whole file at a time).")
+              help="Bound on one HDF5 file's rows, uncompressed (Caffe's HDF5Data loads a whole file at a time).")
+@click.option("--compress/--no-compress", default=True, show_default=True,
+              help="gzip (level 1) the wide, mostly-zero history and user_items datasets; Caffe reads both.")
 @click.option("--columns", help="csv: ROLE=COLUMN pairs for session, item, time and optionally user, type.")
 @click.option("--delimiter", help="csv/gru4rec: field separator (default ',' / tab).")
 @click.option("--time-unit", type=click.Choice(TIME_UNITS), help="csv/gru4rec: time column in s, ms or ISO 8601.")
@@ -105,8 +107,8 @@ def parse_split(text: str) -> tuple[float, float, float]:
 def prepare_command(
     log: Path, log_format: str, buys: Path | None, users: Path | None, target: str, output: Path, window: int,
     max_pages: int, max_items: int, dwell_cap: float, split_text: str, memory_budget: str, file_size: str,
-    columns: str | None, delimiter: str | None, time_unit: str | None, purchase_values: str, force: bool,
-    quiet: bool,
+    compress: bool, columns: str | None, delimiter: str | None, time_unit: str | None, purchase_values: str,
+    force: bool, quiet: bool,
 ) -> None:
     """Convert a click log into Caffe HDF5 training data (sessions → windows, dwell, history).
 
@@ -125,6 +127,7 @@ def prepare_command(
                            split=parse_split(split_text)),
         window=window,
         file_bytes=parse_size(file_size, "--file-size") or DEFAULT_FILE_BYTES,
+        compress=compress,
         memory_budget=parse_size(memory_budget, "--memory-budget") or DEFAULT_MEMORY_BUDGET,
         force=force,
     )

@@ -25,7 +25,7 @@ from typing import Any
 from drnngen import __version__
 from drnngen.data.sessions import OOV_PAGE, PAD_PAGE, SPLITS, Dataset, DwellScale
 from drnngen.data.store import STORE_FILE, load_store
-from drnngen.data.windows import INDEX_FILE, check_budget, write_window
+from drnngen.data.windows import INDEX_FILE, WindowFiles, check_budget, write_window
 from drnngen.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
@@ -55,6 +55,7 @@ class Manifest:
     window: int  # the window `prepare` materialised; any other is derived on request
     dwell: DwellScale
     file_bytes: int
+    compress: bool
     memory_budget: int
     store_sha256: str
     data: Mapping[str, Any] = field(repr=False, compare=False)
@@ -108,8 +109,8 @@ class Manifest:
             raise UserError(f"{self.root}: cannot write the window-{window} files ({exc.strerror})") from exc
         try:
             splits, user_items = load_store(store)
-            index = write_window(splits, user_items, tmp, window, (self.pages, self.items), self.dwell,
-                                 self.file_bytes, progress)
+            spec = WindowFiles(window, self.pages, self.items, self.dwell, self.file_bytes, self.compress)
+            index = write_window(splits, user_items, tmp, spec, progress)
             for name in SPLITS:
                 _write_list(tmp / f"{name}.txt", [folder / f for f in index["files"][name]])
             os.rename(tmp, folder)
@@ -250,7 +251,7 @@ def _parse(data: dict[str, Any], root: Path, file: Path) -> Manifest:
     def get(key: str, kind: type, where: Mapping[str, Any] = data, minimum: float | None = None) -> Any:
         value: Any = where.get(key)
         number_ok = kind is float and isinstance(value, int)
-        if isinstance(value, bool) or not (isinstance(value, kind) or number_ok):
+        if (isinstance(value, bool) and kind is not bool) or not (isinstance(value, kind) or number_ok):
             raise UserError(f"{file}: missing or invalid key {key!r} (expected {kind.__name__})")
         if minimum is not None and float(value) < minimum:
             raise UserError(f"{file}: key {key!r} must be at least {minimum}, not {value}")
@@ -270,6 +271,7 @@ def _parse(data: dict[str, Any], root: Path, file: Path) -> Manifest:
         dwell=DwellScale(get("cap_s", float, dwell), get("last_event_s", float, dwell),
                          get("log1p_min", float, dwell), get("log1p_max", float, dwell)),
         file_bytes=get("file_bytes", int, params, minimum=1),
+        compress=get("compress", bool, params),
         memory_budget=get("memory_budget", int, params, minimum=1),
         store_sha256=get(STORE_FILE, str, hashes),
         data=data,

@@ -42,7 +42,8 @@ class PrepareOptions:
 
     build: BuildOptions = field(default_factory=BuildOptions)
     window: int = 4  # the window materialised right away (paper: 4 states)
-    file_bytes: int = DEFAULT_FILE_BYTES  # bound on one HDF5 file (HDF5Data loads a whole file)
+    file_bytes: int = DEFAULT_FILE_BYTES  # bound on one HDF5 file's dense rows (HDF5Data loads a whole file)
+    compress: bool = True  # gzip the wide, sparse history and user_items datasets
     memory_budget: int = DEFAULT_MEMORY_BUDGET  # bound on one window's HDF5 data
     force: bool = False  # replace an existing output folder
 
@@ -124,6 +125,7 @@ def _write(
         **asdict(options.build),
         "window": options.window,
         "file_bytes": options.file_bytes,
+        "compress": options.compress,
         "memory_budget": options.memory_budget,
         "columns": dict(spec.columns),
         "delimiter": spec.delimiter,

@@ -9,14 +9,18 @@ Datasets of every file (all float32, as HDF5Data requires):
     user_items            [n, N]     multi-hot of the user's purchases before the session
     label                 [n]        class index of the item to predict
 
-Files are cut at a size bound (HDF5Data loads one whole file at a time) and listed, one
-absolute path a line, in `<split>.txt` — the `source` of an HDF5Data layer.
+Files are cut at a size bound on their dense rows (HDF5Data loads one whole file at a
+time) and listed, one absolute path a line, in `<split>.txt` — the `source` of an HDF5Data
+layer. `history` and `user_items` are almost all zeros, so they are stored gzip-compressed
+(level 1, chunks of whole rows) unless told otherwise: Caffe reads them through HDF5's
+filters unchanged, and a window takes a hundredth of the disk and of the write time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,8 @@ from drnngen.errors import UserError
 
 INDEX_FILE = "index.json"
 _BATCH_BYTES = 16 << 20  # rows built in memory at once; bounds the conversion's peak memory
+_CHUNK_BYTES = 1 << 20  # HDF5 chunk of a compressed dataset (whole rows)
+_COMPRESSED = ("history", "user_items")
 _GIB = float(1 << 30)
 Progress = Callable[[str], None]
 Float32s = npt.NDArray[np.float32]
@@ -60,20 +66,27 @@ def check_budget(samples: int, window: int, pages: int, items: int, budget: int)
     return total
 
 
+@dataclass(frozen=True)
+class WindowFiles:
+    """What one window's files hold and how they are cut."""
+
+    window: int
+    pages: int  # M
+    items: int  # N
+    dwell: DwellScale
+    file_bytes: int  # bound on the dense rows of one file
+    compress: bool = True
+
+    @property
+    def row_bytes(self) -> int:
+        return row_bytes(self.window, self.pages, self.items)
+
+
 def write_window(
-    splits: dict[str, SplitSamples],
-    user_items: Ints,
-    folder: Path,
-    window: int,
-    shape: tuple[int, int],
-    dwell: DwellScale,
-    file_bytes: int,
-    progress: Progress,
+    splits: dict[str, SplitSamples], user_items: Ints, folder: Path, spec: WindowFiles, progress: Progress
 ) -> dict[str, Any]:
     """Write every split's files for one window into `folder`; returns the window's index."""
-    pages, items = shape
-    per_row = row_bytes(window, pages, items)
-    rows_per_file = max(1, file_bytes // per_row)
+    rows_per_file = max(1, spec.file_bytes // spec.row_bytes)
     files: dict[str, list[str]] = {}
     for name in SPLITS:
         split = splits[name]
@@ -81,49 +94,43 @@ def write_window(
         for number, first in enumerate(range(0, split.samples, rows_per_file)):
             stop = min(split.samples, first + rows_per_file)
             file_name = f"{name}-{number:04d}.h5"
-            _write_file(folder / file_name, split, user_items, (first, stop), window, shape, dwell, per_row)
+            _write_file(folder / file_name, split, user_items, (first, stop), spec)
             files[name].append(file_name)
-            progress(f"window {window}: {file_name} ({stop - first:,} rows)")
-    index = {"window": window, "pages": pages, "items": items, "files": files,
-             "rows": {name: splits[name].samples for name in SPLITS}}
+            progress(f"window {spec.window}: {file_name} ({stop - first:,} rows)")
+    index = {"window": spec.window, "pages": spec.pages, "items": spec.items, "compressed": spec.compress,
+             "files": files, "rows": {name: splits[name].samples for name in SPLITS}}
     (folder / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n")
     return index
 
 
-def _write_file(
-    path: Path,
-    split: SplitSamples,
-    user_items: Ints,
-    rows: tuple[int, int],
-    window: int,
-    shape: tuple[int, int],
-    dwell: DwellScale,
-    per_row: int,
-) -> None:
+def _write_file(path: Path, split: SplitSamples, user_items: Ints, rows: tuple[int, int], spec: WindowFiles) -> None:
     first, stop = rows
-    batch = max(1, _BATCH_BYTES // per_row)
+    batch = max(1, _BATCH_BYTES // spec.row_bytes)
     with h5py.File(path, "w") as h5:
         datasets = {
-            key: h5.create_dataset(key, shape=(stop - first, *row), dtype="f4")
-            for key, row in layout(window, *shape).items()
+            key: h5.create_dataset(key, shape=(stop - first, *row), dtype="f4",
+                                   **_storage(key, (stop - first, *row), spec.compress))
+            for key, row in layout(spec.window, spec.pages, spec.items).items()
         }
         for lo in range(first, stop, batch):
             hi = min(stop, lo + batch)
-            for key, values in build_rows(split, user_items, (lo, hi), window, shape, dwell).items():
+            for key, values in build_rows(split, user_items, (lo, hi), spec).items():
                 datasets[key][lo - first : hi - first] = values
 
 
-def build_rows(
-    split: SplitSamples,
-    user_items: Ints,
-    rows: tuple[int, int],
-    window: int,
-    shape: tuple[int, int],
-    dwell: DwellScale,
-) -> dict[str, Float32s]:
+def _storage(key: str, shape: tuple[int, ...], compress: bool) -> dict[str, Any]:
+    """h5py dataset options: gzip level 1 in chunks of whole rows for the wide sparse ones."""
+    rows, width = shape[0], shape[-1]
+    if not compress or key not in _COMPRESSED or rows == 0:
+        return {}
+    return {"chunks": (min(rows, max(1, _CHUNK_BYTES // (4 * width))), width), "compression": "gzip",
+            "compression_opts": 1}
+
+
+def build_rows(split: SplitSamples, user_items: Ints, rows: tuple[int, int], spec: WindowFiles) -> dict[str, Float32s]:
     """The HDF5 arrays of samples rows[0]..rows[1]-1 of a split (see the module docstring)."""
     lo, hi = rows
-    pages, items = shape
+    window, pages, items, dwell = spec.window, spec.pages, spec.items, spec.dwell
     start, end = split.start[lo:hi], split.end[lo:hi]
     out: dict[str, Float32s] = {}
     for t in range(window):
