@@ -143,12 +143,12 @@ def _write_chunks(dataset: h5py.Dataset, values: Float32s, offset: int, chunk: i
         block = values[top : top + chunk]
         if len(block) < chunk:  # the last chunk of a file is stored whole, padded with zeros
             block = np.concatenate([block, np.zeros((chunk - len(block), *block.shape[1:]), np.float32)])
-        dataset.id.write_direct_chunk((offset + top, *[0] * (block.ndim - 1)), _deflate(block.tobytes()))
+        dataset.id.write_direct_chunk((offset + top, *[0] * (block.ndim - 1)), _deflate(np.ascontiguousarray(block)))
 
 
-def _deflate(data: bytes) -> bytes:
-    """A zlib stream of `data` (what HDF5's deflate filter stores)."""
-    return _compress(data, _LEVEL)
+def _deflate(rows: Float32s) -> bytes:
+    """A zlib stream of the rows' bytes (what HDF5's deflate filter stores)."""
+    return _compress(rows.data.cast("B"), _LEVEL)
 
 
 def build_rows(split: SplitSamples, user_items: Ints, rows: tuple[int, int], spec: WindowFiles) -> dict[str, Float32s]:
