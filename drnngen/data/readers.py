@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from drnngen.data import otto
 from drnngen.data.events import (
@@ -20,6 +21,7 @@ from drnngen.data.events import (
     VIEW,
     EventChunk,
     EventLog,
+    Keys,
     KeyTable,
     encode_users,
 )
@@ -101,7 +103,7 @@ class _Collector:
         self.sessions = KeyTable() if string_ids else None
         self.items = KeyTable() if string_ids else None
         self.users = KeyTable()
-        self.parts: list[EventChunk] = []
+        self.columns: dict[str, list[npt.NDArray[Any]]] = {c: [] for c in ("session", "item", "time", "kind", "user")}
         self.files: list[dict[str, Any]] = []
 
     def read(
@@ -109,7 +111,7 @@ class _Collector:
     ) -> None:
         count = 0
         for lines, part in chunks:
-            self.parts.append(self._encode(part))
+            self._add(part)
             count += len(part.time)
             progress(f"reading {path.name}: {lines:,} lines, {count:,} events")
         if count == 0:
@@ -119,24 +121,27 @@ class _Collector:
              "events": count}
         )
 
-    def _encode(self, part: EventChunk) -> EventChunk:
+    def _add(self, part: EventChunk) -> None:
         session, item = part.session, part.item
-        if self.sessions is not None and self.items is not None:
-            session, item = self.sessions.encode(session), self.items.encode(item)  # type: ignore[arg-type]
+        if self.sessions is not None and self.items is not None:  # csv: ids are bytes keys
+            session, item = self.sessions.encode(cast(Keys, session)), self.items.encode(cast(Keys, item))
         user = np.full(len(part.time), MISSING_USER) if part.user is None else encode_users(self.users, part.user)
-        return EventChunk(session, item, part.time, part.kind, user)  # type: ignore[arg-type]
+        for name, values in (("session", session), ("item", item), ("time", part.time), ("kind", part.kind),
+                             ("user", user)):
+            self.columns[name].append(values)
 
     def finish(self) -> EventLog:
-        def column(name: str, dtype: type) -> Any:
-            return np.concatenate([np.asarray(getattr(p, name), dtype=dtype) for p in self.parts])
+        """The log so far; the chunks are released as each column is joined."""
 
-        log = EventLog(
-            session=column("session", np.int64), item=column("item", np.int64), time=column("time", np.float64),
-            kind=column("kind", np.int8), user=column("user", np.int64),
+        def join(name: str, dtype: type) -> Any:
+            parts = self.columns.pop(name)
+            return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+
+        return EventLog(
+            session=join("session", np.int64), item=join("item", np.int64), time=join("time", np.float64),
+            kind=join("kind", np.int8), user=join("user", np.int64),
             item_names=self.items.names() if self.items is not None else None, files=self.files,
         )
-        self.parts = []
-        return log
 
 
 def _chunks(path: Path, spec: LogSpec, digest: Digest, skip_header: bool) -> Iterator[tuple[int, Chunk]]:
