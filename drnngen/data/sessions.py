@@ -139,43 +139,53 @@ def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> D
     The log's arrays are replaced by their sorted versions (no second copy is kept).
     """
     options.check()
-    is_view = log.kind == VIEW
-    if options.target == "purchase" and is_view.all():
+    if options.target == "purchase" and not np.any(log.kind == PURCHASE):
         raise UserError(f"{_inputs(log)}: no purchases in the log; --target purchase needs them "
                         "(pass --buys FILE, or use --target next-item)")
     _sort_in_place(log)
     progress(f"sorted {len(log):,} events")
-    is_view = log.kind == VIEW
     sessions = _cut_sessions(log, options.split)
-    train_event = sessions.split[sessions.block] == 0
-    codes, keys = dense_codes(log.item)
-    if not (is_view & train_event).any():
-        raise UserError(f"{_inputs(log)}: the train split has no page views; the log is too small to split")
-    page_codes, page_of = _vocabulary(codes[is_view & train_event], len(keys), options.max_pages - 1,
-                                      base=OOV_PAGE + 1, missing=OOV_PAGE)  # the OOV id is one of the M
-    targets = (log.kind == PURCHASE) if options.target == "purchase" else is_view
-    if not (targets & train_event).any():
-        raise UserError(f"{_inputs(log)}: no {_label_kind(options)} in the train split, so there is nothing "
-                        f"to predict (--target {options.target})")
-    item_codes, class_of = _vocabulary(codes[targets & train_event], len(keys), options.max_items, base=0, missing=-1)
-    theta, dwell = _dwell(log, sessions, is_view & train_event, options.dwell_cap)
-    cls = class_of[codes]
-    starts, ends, labels, owners, dropped = _samples(log, sessions, cls, options.target)
-    ui_lo, ui_hi, user_items = _user_history(log, sessions, cls, owners)
+    vocab = _Vocabulary.fit(log, sessions, options)
+    is_view = log.kind == VIEW
+    theta, dwell = _dwell(log, sessions, is_view & (sessions.split[sessions.block] == 0), options.dwell_cap)
+    samples = _samples(log, sessions, vocab.classes, options.target)
+    user_items = _user_history(log, sessions, vocab.classes, samples)
     views = np.flatnonzero(is_view)
-    page = page_of[codes[views]].astype(np.int32)
-    page_keys, item_keys = _names(log, keys[page_codes]), _names(log, keys[item_codes])
-    splits = {
-        name: _compact(split, sessions, views, page, theta, (starts, ends, labels, owners, ui_lo, ui_hi), dropped)
-        for split, name in enumerate(SPLITS)
-    }
-    counts = {"events": len(log), "page_views": int(is_view.sum()), "purchases": int((~is_view).sum()),
+    page = vocab.pages[views].astype(np.int32)
+    view_split = sessions.split[sessions.block[views]]
+    splits = {name: _compact(split, sessions, (page, theta, view_split), samples)
+              for split, name in enumerate(SPLITS)}
+    counts = {"events": len(log), "page_views": len(views), "purchases": len(log) - len(views),
               "sessions": len(sessions.first), "users": len(np.unique(log.user[log.user != MISSING_USER]))}
-    progress(
-        f"{counts['sessions']:,} sessions, M={len(page_keys) + 1} pages, N={len(item_keys)} items, samples "
-        + "/".join(f"{s.samples:,}" for s in splits.values())
-    )
-    return Dataset(splits, user_items, page_keys, item_keys, dwell, counts)
+    progress(f"{counts['sessions']:,} sessions, M={len(vocab.page_keys) + 1} pages, N={len(vocab.item_keys)} "
+             "items, samples " + "/".join(f"{s.samples:,}" for s in splits.values()))
+    return Dataset(splits, user_items, vocab.page_keys, vocab.item_keys, dwell, counts)
+
+
+@dataclass(frozen=True)
+class _Vocabulary:
+    """Page ids and item classes of every event, fitted on the train split."""
+
+    pages: Ints  # page id of every event (OOV_PAGE when not kept)
+    classes: Ints  # item class of every event (-1 when not kept)
+    page_keys: list[Any]  # raw id of page 2, 3, …
+    item_keys: list[Any]  # raw id of class 0, 1, …
+
+    @classmethod
+    def fit(cls, log: EventLog, sessions: _Sessions, options: BuildOptions) -> _Vocabulary:
+        train = sessions.split[sessions.block] == 0
+        is_view = log.kind == VIEW
+        codes, keys = dense_codes(log.item)
+        if not (is_view & train).any():
+            raise UserError(f"{_inputs(log)}: the train split has no page views; the log is too small to split")
+        page_codes, page_of = _vocabulary(codes[is_view & train], len(keys), options.max_pages - 1,
+                                          base=OOV_PAGE + 1, missing=OOV_PAGE)  # the OOV id is one of the M
+        targets = (log.kind == PURCHASE) if options.target == "purchase" else is_view
+        if not (targets & train).any():
+            raise UserError(f"{_inputs(log)}: no {_label_kind(options)} in the train split, so there is "
+                            f"nothing to predict (--target {options.target})")
+        item_codes, class_of = _vocabulary(codes[targets & train], len(keys), options.max_items, base=0, missing=-1)
+        return cls(page_of[codes], class_of[codes], _names(log, keys[page_codes]), _names(log, keys[item_codes]))
 
 
 def _label_kind(options: BuildOptions) -> str:
@@ -279,13 +289,22 @@ def _dwell(log: EventLog, sessions: _Sessions, train_views: Mask, cap: float) ->
     return gap[log.kind == VIEW].astype(np.float32), scale
 
 
-def _samples(
-    log: EventLog, sessions: _Sessions, cls: Ints, target: str
-) -> tuple[Ints, Ints, Ints, Ints, dict[str, Ints]]:
-    """Every sample as (start, end) over the page views, its label class and session block.
+@dataclass
+class _Samples:
+    """Sample i sees the page views start[i]:end[i] (indices among all page views of the
+    sorted log), predicts class label[i], and belongs to session block owner[i]."""
 
-    Also per-session counts of dropped candidates, keyed by reason.
-    """
+    start: Ints
+    end: Ints
+    label: Ints
+    owner: Ints
+    per_session: dict[str, Ints]  # manifest counts per session: purchase_sessions, dropped_*
+    ui_lo: Ints = field(default_factory=lambda: np.empty(0, np.int64))  # user history ranges
+    ui_hi: Ints = field(default_factory=lambda: np.empty(0, np.int64))
+
+
+def _samples(log: EventLog, sessions: _Sessions, cls: Ints, target: str) -> _Samples:
+    """Every sample of the log (see `_Samples`) for the target."""
     is_view = log.kind == VIEW
     views_before = np.cumsum(is_view) - is_view  # index of each event among the views
     view_first = views_before[sessions.first]
@@ -296,13 +315,13 @@ def _samples(
     follows = np.r_[False, owner[1:] == owner[:-1]]  # a view with an earlier view in its session
     labelled = follows & (cls[views] >= 0)
     at = np.flatnonzero(labelled)
-    dropped = {"oov_label": np.bincount(owner[follows & ~labelled], minlength=len(sessions.first))}
-    return view_first[owner[at]], at, cls[views][at], owner[at], dropped
+    dropped = {"dropped_oov_label": np.bincount(owner[follows & ~labelled], minlength=len(sessions.first))}
+    return _Samples(view_first[owner[at]], at, cls[views][at], owner[at], dropped)
 
 
 def _purchase_samples(
     log: EventLog, sessions: _Sessions, cls: Ints, views_before: Ints, view_first: Ints
-) -> tuple[Ints, Ints, Ints, Ints, dict[str, Ints]]:
+) -> _Samples:
     """One sample per session with a purchase: the views before its first purchase event,
     labelled with the earliest bought item that is in the item vocabulary."""
     n = len(sessions.first)
@@ -315,9 +334,9 @@ def _purchase_samples(
     empty = has_buy & (end == view_first)
     oov = has_buy & ~empty & (first_known < 0)
     ok = np.flatnonzero(has_buy & ~empty & ~oov)
-    dropped = {"empty_prefix": empty.astype(np.int64), "oov_label": oov.astype(np.int64),
-               "purchase_sessions": has_buy.astype(np.int64)}
-    return view_first[ok], end[ok], cls[first_known[ok]], ok, dropped
+    counts = {"purchase_sessions": has_buy.astype(np.int64), "dropped_empty_prefix": empty.astype(np.int64),
+              "dropped_oov_label": oov.astype(np.int64)}
+    return _Samples(view_first[ok], end[ok], cls[first_known[ok]], ok, counts)
 
 
 def _first_per_block(blocks: Ints, positions: Ints, n: int) -> Ints:
@@ -328,12 +347,14 @@ def _first_per_block(blocks: Ints, positions: Ints, n: int) -> Ints:
     return result
 
 
-def _user_history(log: EventLog, sessions: _Sessions, cls: Ints, owners: Ints) -> tuple[Ints, Ints, Int32s]:
-    """For every sample, the range of its user's purchases made before its session started.
+def _user_history(log: EventLog, sessions: _Sessions, cls: Ints, samples: _Samples) -> Int32s:
+    """Set every sample's range of its user's purchases made before its session started;
+    returns the purchases (item classes) those ranges index.
 
     Purchases of known users with an in-vocabulary item are sorted by (user, time); a
     sample's range is then two binary searches on a combined (user, time rank) key.
     """
+    owners = samples.owner
     session_user = np.maximum.reduceat(log.user, sessions.first) if len(log) else np.empty(0, np.int64)
     bought = np.flatnonzero((log.kind == PURCHASE) & (cls >= 0) & (log.user != MISSING_USER))
     sample_user = session_user[owners]
@@ -347,7 +368,8 @@ def _user_history(log: EventLog, sessions: _Sessions, cls: Ints, owners: Ints) -
     lo = np.searchsorted(record_key, user_key, side="left")
     hi = np.searchsorted(record_key, user_key | ranks[len(bought):], side="left")
     unknown = sample_user == MISSING_USER
-    return np.where(unknown, 0, lo), np.where(unknown, 0, hi), cls[bought][order].astype(np.int32)
+    samples.ui_lo, samples.ui_hi = np.where(unknown, 0, lo), np.where(unknown, 0, hi)
+    return cls[bought][order].astype(np.int32)
 
 
 def ranges(starts: Ints, lengths: Ints) -> Ints:
@@ -357,17 +379,10 @@ def ranges(starts: Ints, lengths: Ints) -> Ints:
     return np.repeat(starts - offsets, lengths) + np.arange(total, dtype=np.int64)
 
 
-def _compact(
-    split: int,
-    sessions: _Sessions,
-    views: Ints,
-    page: Int32s,
-    theta: Float32s,
-    samples: tuple[Ints, Ints, Ints, Ints, Ints, Ints],
-    dropped: dict[str, Ints],
-) -> SplitSamples:
-    """Keep the page views the split's samples need, sessions in time order."""
-    starts, ends, labels, owners, ui_lo, ui_hi = samples
+def _compact(split: int, sessions: _Sessions, views: tuple[Int32s, Float32s, Ints], samples: _Samples) -> SplitSamples:
+    """Keep the page views the split's samples need (page id, dwell), sessions in time order."""
+    page, theta, view_split = views
+    starts, ends, owners = samples.start, samples.end, samples.owner
     mine = np.flatnonzero(sessions.split[owners] == split)
     mine = mine[np.lexsort((ends[mine], sessions.rank[owners[mine]]))]
     owner = owners[mine]
@@ -380,12 +395,11 @@ def _compact(
     where = np.searchsorted(chosen, sessions.rank[owner])
     new_start = offset[where]
     in_split = sessions.split == split
-    counts = {"sessions": int(in_split.sum()), "samples": len(mine),
-              "oov_page_views": int(np.sum(page[kept] == OOV_PAGE)), "page_views": len(kept)}
-    counts.update({f"dropped_{k}" if k != "purchase_sessions" else k: int(v[in_split].sum())
-                   for k, v in dropped.items()})
+    counts = {"sessions": int(in_split.sum()), "samples": len(mine), "page_views": int(np.sum(view_split == split)),
+              "oov_page_views": int(np.sum((view_split == split) & (page == OOV_PAGE)))}
+    counts.update({name: int(per_session[in_split].sum()) for name, per_session in samples.per_session.items()})
     return SplitSamples(
-        page=page[kept].astype(np.int32), theta=theta[kept], start=new_start,
-        end=new_start + (ends[mine] - starts[mine]), label=labels[mine].astype(np.int32),
-        ui_lo=ui_lo[mine], ui_hi=ui_hi[mine], counts=counts,
+        page=page[kept], theta=theta[kept], start=new_start, end=new_start + (ends[mine] - starts[mine]),
+        label=samples.label[mine].astype(np.int32), ui_lo=samples.ui_lo[mine], ui_hi=samples.ui_hi[mine],
+        counts=counts,
     )
