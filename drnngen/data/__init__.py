@@ -1,6 +1,25 @@
-"""Session data: click-log readers → windows, dwell, history → Caffe HDF5 + manifest.json.
+"""Session data: click-log readers → sessions, windows, dwell, history → Caffe HDF5 + manifest.json.
 
-Public entry points: `prepare` (a log → a dataset folder), `load_manifest` (a dataset
-folder → `Manifest`, whose `sources(w)` gives the HDF5 list files of window w) and
-`synthesize` (a seeded realistic log).
+Modules, in pipeline order: `textscan` and `otto` (vectorised parsing), `readers` (formats →
+`EventLog`), `sessions` (sort, split, vocabularies, dwell, samples), `store` (the
+window-independent samples), `windows` (per-window HDF5 files), `manifest` (the dataset
+and its window cache), `prepare` (the whole conversion), `synth` (synthetic logs).
 """
+
+from drnngen.data.manifest import Manifest, load_manifest
+from drnngen.data.prepare import PrepareOptions, PrepareReport, prepare
+from drnngen.data.readers import LogSpec
+from drnngen.data.sessions import BuildOptions
+from drnngen.data.synth import SynthOptions, synthesize
+
+__all__ = [
+    "BuildOptions",
+    "LogSpec",
+    "Manifest",
+    "PrepareOptions",
+    "PrepareReport",
+    "SynthOptions",
+    "load_manifest",
+    "prepare",
+    "synthesize",
+]
