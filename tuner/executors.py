@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from drnngen.errors import UserError
+from drnngen.errors import EnvironmentProblem, UserError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,6 +38,11 @@ class Slot:
 
     index: int
     gpu: int | None = None
+
+
+class ExecutorLost(EnvironmentProblem):
+    """The executor's workers can no longer be reached (a Dask scheduler gone);
+    results not yet back are lost, those already yielded are in the ledger."""
 
 
 class Executor(ABC):

@@ -25,13 +25,14 @@ import yaml
 
 from codegen.build import generate, write
 from codegen.config import DRNNConfig, parse_config, to_mapping
-from drnngen.errors import UserError
+from drnngen.errors import EnvironmentProblem, UserError
 from tuner.cache import ResultCache
 from tuner.codec import describe, individual_class
 from tuner.executors import Executor, LocalExecutor, Slot
 from tuner.fitness import (
     CONFIG_FILE,
     MODEL_FILE,
+    WORST_FITNESS,
     Budget,
     Candidate,
     Dataset,
@@ -84,6 +85,7 @@ class Resources:
     workers: int = 1
     gpus: tuple[int, ...] = ()
     cache_dir: Path | None = None
+    scheduler: str | None = None  # a Dask scheduler's address: evaluate there instead of locally
 
 
 class Progress(Protocol):
@@ -117,6 +119,22 @@ class RunSummary:
     evaluated: int
     params: TuneParams
     records: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training as the executor ships it: values only, nothing of the client
+    (ledger, cache), so it pickles to a Dask worker. `folder` is absolute."""
+
+    candidate: Candidate
+    folder: Path
+    setting: Setting
+    trainer: Trainer | None = None
+
+
+def run_training(training: Training, slot: Slot) -> Outcome:
+    """What a worker slot runs (a module-level function: it pickles by name)."""
+    return train_candidate(training.candidate, training.folder, slot, training.setting, training.trainer)
 
 
 class CandidateEvaluator:
@@ -181,7 +199,8 @@ class CandidateEvaluator:
     def _train_all(self, todo: list[Candidate], results: dict[str, Outcome]) -> None:
         self.progress.start(self.ledger.generation, len(todo))
         try:
-            for index, outcome in self.executor.imap_unordered(self._train, todo, stop=self.stop):
+            trainings = [Training(c, self.folder(c.key).resolve(), self.setting, self.trainer) for c in todo]
+            for index, outcome in self.executor.imap_unordered(run_training, trainings, stop=self.stop):
                 candidate = todo[index]
                 self._record(candidate, outcome, "trained")
                 if self.cache is not None:
@@ -192,9 +211,6 @@ class CandidateEvaluator:
             self.progress.finish()
         if any(c.key not in results for c in todo):
             raise Interrupted  # the stop event skipped trainings that had not started
-
-    def _train(self, candidate: Candidate, slot: Slot) -> Outcome:
-        return train_candidate(candidate, self.folder(candidate.key), slot, self.setting, self.trainer)
 
     def folder(self, key: str) -> Path:
         return self.run_dir / "candidates" / key[:16]
@@ -264,7 +280,7 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
     checkpoint = ledger.checkpoint(cls)
     cache = ResultCache(resources.cache_dir) if resources.cache_dir is not None else None
     owned = executor is None
-    executor = executor or LocalExecutor(resources.workers, resources.gpus)
+    executor = executor or _executor(resources, params.mode)
     ledger.set_meta("status", "running")
     try:
         evaluator = CandidateEvaluator(setting, ledger, cache, executor, run_dir, stop, progress, trainer)
@@ -278,6 +294,22 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
             cache.close()
     ledger.set_meta("status", "interrupted" if result.interrupted else "finished")
     return RunSummary(run_dir, result, ledger.best(), len(ledger.candidates()), params, ledger.records())
+
+
+def _executor(resources: Resources, mode: str) -> Executor:
+    """The local pool, or the Dask cluster at `resources.scheduler`."""
+    if resources.scheduler is None:
+        return LocalExecutor(resources.workers, resources.gpus)
+    try:
+        from tuner.dask_executor import DaskExecutor
+    except ImportError as exc:
+        raise EnvironmentProblem(f"--scheduler needs Dask ({exc}): pip install 'drnngen[dask]'") from None
+    return DaskExecutor(resources.scheduler, gpu=mode == "gpu", on_lost=_lost)
+
+
+def _lost(message: str) -> Outcome:
+    """A candidate whose every attempt killed its Dask worker (out of memory, say)."""
+    return Outcome("failed", WORST_FITNESS, error=message)
 
 
 # --- the best candidate --------------------------------------------------------------

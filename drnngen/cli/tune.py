@@ -20,7 +20,7 @@ from codegen.config import DRNNConfig, load_config, to_mapping
 from drnngen.errors import UserError
 from drnngen.runner.locate import cache_dir as drnngen_cache
 from tuner.codec import describe
-from tuner.executors import kill_children, parse_gpus
+from tuner.executors import ExecutorLost, kill_children, parse_gpus
 from tuner.gentune import STRATEGIES
 from tuner.run import Resources, RunSummary, TuneParams, export_best, tune
 from tuner.space import SearchSpace, load_space, space_mapping
@@ -51,6 +51,9 @@ _PATH = click.Path(path_type=Path)
 @click.option("--workers", type=click.IntRange(1), help="Trainings at once (default 1, or one per --gpus id).")
 @click.option("--mode", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True, help="Caffe mode.")
 @click.option("--gpus", help="GPU ids, e.g. 0,1: one worker pinned to each (with --mode gpu).")
+@click.option("--scheduler", metavar="tcp://HOST:8786",
+              help="Train on the Dask cluster of this scheduler instead of local workers "
+                   "(needs drnngen[dask]; data and run folder on a shared file system).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the GA and, per candidate, Caffe's random_seed: same seed, same run.")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True),
@@ -73,10 +76,13 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
     gpus = parse_gpus(options["gpus"])
     if gpus and options["mode"] != "gpu" and params is not None:
         raise UserError("--gpus needs --mode gpu")
+    if options["scheduler"] is not None and (options["workers"] is not None or gpus):
+        raise UserError("--scheduler runs the trainings on the Dask workers; drop --workers/--gpus")
     resources = Resources(
         workers=options["workers"] or max(1, len(gpus)),
         gpus=gpus,
         cache_dir=None if options["no_cache"] else (options["cache_dir"] or drnngen_cache() / "tune"),
+        scheduler=options["scheduler"],
     )
     extend = options["generations"] if _given(ctx, "generations") else None
     stop = threading.Event()
@@ -87,6 +93,9 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
     except KeyboardInterrupt:  # the second Ctrl-C: trainings in flight were killed
         click.echo(f"\nabandoned; continue with: drnngen tune --resume {run_dir}", err=True)
         ctx.exit(130)
+    except ExecutorLost as exc:
+        raise ExecutorLost(f"{exc}; the ledger has every finished training: drnngen tune --resume {run_dir}"
+                           ) from None
     _finish(summary)
     if summary.result.interrupted:
         click.echo(f"interrupted; continue with: drnngen tune --resume {run_dir}", err=True)
