@@ -153,10 +153,15 @@ def _list_files(folder: Path) -> dict[str, Path]:
 def make_temp_dir(prefix: str, parent: Path) -> Path:
     """A fresh folder in `parent` with the permissions of a normally created one (not 0700)."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    tmp.chmod(_normal_mode(0o777))
+    return tmp
+
+
+def _normal_mode(mode: int) -> int:
+    """`mode` under the process umask: what open()/mkdir() would have given."""
     mask = os.umask(0)
     os.umask(mask)
-    tmp.chmod(0o777 & ~mask)
-    return tmp
+    return mode & ~mask
 
 
 def _list_text(paths: list[Path]) -> str:
@@ -165,9 +170,11 @@ def _list_text(paths: list[Path]) -> str:
 
 def _write_list(target: Path, paths: list[Path]) -> None:
     """Atomically write a Caffe HDF5 list file (one absolute path a line)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_text(_list_text(paths))
-    os.replace(tmp, target)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    with os.fdopen(handle, "w") as out:
+        out.write(_list_text(paths))
+    os.chmod(name, _normal_mode(0o666))  # mkstemp makes it private
+    os.replace(name, target)
 
 
 def file_sha256(path: Path) -> str:

@@ -13,6 +13,7 @@ import csv
 import gzip
 import hashlib
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def iter_chunks(path: Path, chunk_bytes: int, digest: Digest | None = None) -> I
         while True:
             try:
                 block = handle.read(chunk_bytes)
-            except (OSError, EOFError) as exc:
+            except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated .gz among them
                 raise UserError(f"{path}: cannot read: {exc}") from exc
             if not block:
                 break
