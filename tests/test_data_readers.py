@@ -163,3 +163,13 @@ def test_generic_csv_with_string_ids_types_and_milliseconds(tmp_path: Path) -> N
     report = run_prepare(spec, tmp_path / "out", build=BuildOptions(split=(0.5, 0.5, 0.0)))
     assert report.manifest.item_keys() == ["sock"]
     assert sorted(report.manifest.page_keys()[2:]) == ["shoe", "sock"]
+
+
+def test_otto_lines_with_no_events_or_extra_keys(tmp_path: Path) -> None:
+    (tmp_path / "s.jsonl").write_text(
+        '{"session":1,"events":[]}\n'
+        '{"session":2,"events":[{"aid":7,"ts":1000,"type":"clicks"},{"aid":8,"ts":2500,"type":"carts"}]}\n'
+        '{"session":3,"events":[{"aid":9,"ts":3000,"type":"orders"}],"note":"x"}\n'
+        '{"session": 4, "events": [{"type": "clicks", "ts": 4000, "aid": 10}]}\n')
+    log = read_log(LogSpec("otto", tmp_path / "s.jsonl"), quiet)
+    assert sorted(_events(log)) == [(2, 7, 1.0, VIEW), (2, 8, 2.5, VIEW), (3, 9, 3.0, PURCHASE), (4, 10, 4.0, VIEW)]
