@@ -10,6 +10,7 @@ what keeps conversion above a million clicks a second.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -116,7 +117,7 @@ class Column:
     def __len__(self) -> int:
         return len(self.start)
 
-    @property
+    @functools.cached_property
     def length(self) -> Ints:
         return self.end - self.start
 
