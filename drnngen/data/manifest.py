@@ -170,7 +170,10 @@ def _list_text(paths: list[Path]) -> str:
 
 def _write_list(target: Path, paths: list[Path]) -> None:
     """Atomically write a Caffe HDF5 list file (one absolute path a line)."""
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot write the list file ({exc.strerror})") from exc
     with os.fdopen(handle, "w") as out:
         out.write(_list_text(paths))
     os.chmod(name, _normal_mode(0o666))  # mkstemp makes it private
