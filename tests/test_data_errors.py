@@ -160,3 +160,9 @@ def test_a_missing_or_changed_store_is_refused(dataset: Path) -> None:
 def test_sources_refuses_impossible_windows(dataset: Path, window: object) -> None:
     with pytest.raises(UserError, match="window must be an integer"):
         load_manifest(dataset).sources(window)  # type: ignore[arg-type]
+
+
+def test_a_broken_window_index_says_how_to_recover(dataset: Path) -> None:
+    (dataset / "w2" / "index.json").write_text('{"files": {"train": []}}')
+    with pytest.raises(UserError, match=r"w2/index\.json: unreadable .*; delete .*w2 to rebuild it"):
+        load_manifest(dataset).sources(2)

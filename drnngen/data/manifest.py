@@ -137,13 +137,13 @@ def _locked(path: Path) -> Iterator[None]:
 def _list_files(folder: Path) -> dict[str, Path]:
     """The list files of a window folder, rewritten if the dataset was moved since."""
     try:
-        index = json.loads((folder / INDEX_FILE).read_text())
-    except (OSError, ValueError) as exc:
+        files = json.loads((folder / INDEX_FILE).read_text())["files"]
+        names = {split: [folder.resolve() / str(f) for f in files[split]] for split in SPLITS}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{folder / INDEX_FILE}: unreadable ({exc}); delete {folder} to rebuild it") from exc
     lists = {}
-    for name in SPLITS:
+    for name, wanted in names.items():
         target = folder / f"{name}.txt"
-        wanted = [folder.resolve() / f for f in index["files"][name]]
         if not target.is_file() or target.read_text() != _list_text(wanted):
             _write_list(target, wanted)
         lists[name] = target.resolve()
