@@ -92,11 +92,12 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--split", "split_text", default="0.6,0.2,0.2", show_default=True,
               help="Train,validation,test fractions of the sessions, in time order.")
 @click.option("--memory-budget", default="4GiB", show_default=True,
-              help="Refuse when one window's HDF5 data would be larger than this.")
+              help="Refuse when one window's HDF5 data would be larger than this, uncompressed.")
 @click.option("--file-size", default="256MiB", show_default=True,
               help="Bound on one HDF5 file's rows, uncompressed (Caffe's HDF5Data loads a whole file at a time).")
 @click.option("--compress/--no-compress", default=True, show_default=True,
-              help="gzip (level 1) the wide, mostly-zero history and user_items datasets; Caffe reads both.")
+              help="Compress the wide, mostly-zero history and user_items datasets (HDF5's gzip filter, "
+              "which Caffe reads).")
 @click.option("--columns", help="csv: ROLE=COLUMN pairs for session, item, time and optionally user, type.")
 @click.option("--delimiter", help="csv/gru4rec: field separator (default ',' / tab).")
 @click.option("--time-unit", type=click.Choice(TIME_UNITS), help="csv/gru4rec: time column in s, ms or ISO 8601.")
