@@ -68,8 +68,8 @@ def check_budget(samples: int, window: int, pages: int, items: int, budget: int)
     total = samples * row_bytes(window, pages, items)
     if total > budget:
         raise UserError(
-            f"the HDF5 data for window {window} would take {total / _GIB:.1f} GiB "
-            f"({samples:,} samples x {pages + 1:,} history columns dominate), over the "
+            f"the HDF5 data for window {window} would take {total / _GIB:.1f} GiB uncompressed "
+            f"({samples:,} samples; the {pages + 1:,}-column history dominates), over the "
             f"{budget / _GIB:.1f} GiB budget; lower --max-pages (now {pages}) or raise --memory-budget"
         )
     return total
