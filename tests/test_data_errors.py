@@ -89,7 +89,8 @@ def test_gzip_logs_report_line_numbers_too(tmp_path: Path) -> None:
 
 def test_memory_guard_states_the_size_and_suggests_max_pages(tmp_path: Path) -> None:
     log = synth_log(tmp_path / "log", sessions=300)
-    with pytest.raises(UserError, match=r"would take 0\.\d GiB uncompressed .* over the 0\.0 GiB budget; lower --max-pages \(now \d+\)"):
+    expected = r"would take \d+\.\d MiB uncompressed .* over the 0\.0 MiB budget; lower --max-pages \(M is \d+\)"
+    with pytest.raises(UserError, match=expected):
         run_prepare(yoochoose_spec(log), tmp_path / "out", memory_budget=10_000)
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]

@@ -68,9 +68,9 @@ def check_budget(samples: int, window: int, pages: int, items: int, budget: int)
     total = samples * row_bytes(window, pages, items)
     if total > budget:
         raise UserError(
-            f"the HDF5 data for window {window} would take {total / _GIB:.1f} GiB uncompressed "
+            f"the HDF5 data for window {window} would take {_size(total)} uncompressed "
             f"({samples:,} samples; the {pages + 1:,}-column history dominates), over the "
-            f"{budget / _GIB:.1f} GiB budget; lower --max-pages (now {pages}) or raise --memory-budget"
+            f"{_size(budget)} budget; lower --max-pages (M is {pages}) or raise --memory-budget"
         )
     return total
 
@@ -89,6 +89,10 @@ class WindowFiles:
     @property
     def row_bytes(self) -> int:
         return row_bytes(self.window, self.pages, self.items)
+
+
+def _size(count: int) -> str:
+    return f"{count / _GIB:.1f} GiB" if count >= _GIB else f"{count / (1 << 20):.1f} MiB"
 
 
 def write_window(
