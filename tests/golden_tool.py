@@ -22,7 +22,7 @@ TABLE_END = "<!-- config-keys:end -->"
 
 def example_configs() -> list[Path]:
     """Every example net config (the tuner's search spaces are not nets)."""
-    return sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("space"))
+    return sorted(p for p in EXAMPLES.glob("*.yaml") if not p.stem.endswith("space"))
 
 
 def expected_files(config: Path) -> dict[str, str]:
