@@ -23,6 +23,7 @@ the scheduler raises `SchedulerLost`; the ledger holds every finished result.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -95,7 +96,7 @@ class DaskExecutor(Executor):
         watcher = threading.Thread(target=self._relay_stop, args=(stop, finished, stop_event), daemon=True)
         watcher.start()
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 result = self._result(future)
                 if not isinstance(result, _Skipped):
                     yield futures[future], result
@@ -136,14 +137,25 @@ class DaskExecutor(Executor):
             if self.on_lost is None:
                 raise UserError(f"Dask: {_first_line(exc)}") from None
             return self.on_lost(f"lost: the Dask workers running it died ({_first_line(exc)})")
-        except FutureCancelledError as exc:
+        except FutureCancelledError:
             if self.client.status != "running":
-                raise SchedulerLost(f"--scheduler {self.address}: lost the Dask scheduler ({_first_line(exc)})"
+                raise SchedulerLost(f"--scheduler {self.address}: lost the connection to the Dask scheduler"
                                     ) from None
             raise
 
     def close(self) -> None:
-        self.client.close()
+        if self.client.status == "running":
+            self.client.close()
+            return
+        # The scheduler is gone: closing cancels the client's reconnect loop, which distributed
+        # logs as an error with a traceback; the caller already reports the loss in one line.
+        logger = logging.getLogger("distributed.client")
+        level = logger.level
+        logger.setLevel(logging.CRITICAL)
+        try:
+            self.client.close()
+        finally:
+            logger.setLevel(level)
 
 
 def _first_line(exc: BaseException) -> str:

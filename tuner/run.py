@@ -17,6 +17,7 @@ import random
 import shutil
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +48,10 @@ from tuner.gentune import Evaluation, Interrupted, RngState, TuneResult, gentune
 from tuner.ledger import CandidateRow, Ledger
 from tuner.operators import make_toolbox
 from tuner.space import SearchSpace, parse_space
+
+# A Dask task whose workers kept dying: recorded in the run (never retrained by a resume),
+# not in the shared cache, since a dying worker may take a task it merely held down with it.
+LOST = "lost"
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ class CandidateEvaluator:
             for index, outcome in self.executor.imap_unordered(run_training, trainings, stop=self.stop):
                 candidate = todo[index]
                 self._record(candidate, outcome, "trained")
-                if self.cache is not None:
+                if self.cache is not None and outcome.status != LOST:
                     self.cache.put(candidate.key, outcome)
                 results[candidate.key] = outcome
                 self.progress.advance()
@@ -252,24 +257,25 @@ def tune(
     """Start a run (`params` given) or resume the one in `run_dir` (`params` None;
     `generations` may then extend it). Returns when the run is done or stopped."""
     run_dir = Path(run_dir)
-    if params is None:
-        ledger = Ledger.open(run_dir)
-        params = TuneParams.from_json(ledger.params)
-        if generations is not None and generations != params.generations:
-            params = TuneParams.from_json({**asdict(params), "generations": generations})
-            ledger.set_meta("params", asdict(params))
-    else:
-        ledger = Ledger.create(run_dir, asdict(params))
-    stop = stop or threading.Event()
-    try:
-        return _run(run_dir, ledger, params, resources, stop, progress, on_generation, trainer, executor)
-    finally:
-        ledger.close()
+    resume = params is None
+    with ExitStack() as stack:
+        if params is None:
+            ledger = stack.enter_context(closing(Ledger.open(run_dir)))
+            params = TuneParams.from_json(ledger.params)
+            if generations is not None and generations != params.generations:
+                params = TuneParams.from_json({**asdict(params), "generations": generations})
+                ledger.set_meta("params", asdict(params))
+        # The workers before a new run folder: an unreachable Dask scheduler leaves none behind.
+        pool = executor or stack.enter_context(_executor(resources, params.mode))
+        if not resume:
+            ledger = stack.enter_context(closing(Ledger.create(run_dir, asdict(params))))
+        return _run(run_dir, ledger, params, resources, stop or threading.Event(), progress, on_generation,
+                    trainer, pool)
 
 
 def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources, stop: threading.Event,
          progress: Progress | None, on_generation: Callable[[dict[str, Any]], None], trainer: Trainer | None,
-         executor: Executor | None) -> RunSummary:
+         executor: Executor) -> RunSummary:
     space = params.search_space()
     setting = Setting(params.base_config(), space, Dataset(Path(params.data)),
                       Budget(params.iterations, params.epochs), params.seed, params.mode, params.timeout_s)
@@ -279,8 +285,6 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
     cls = individual_class()
     checkpoint = ledger.checkpoint(cls)
     cache = ResultCache(resources.cache_dir) if resources.cache_dir is not None else None
-    owned = executor is None
-    executor = executor or _executor(resources, params.mode)
     ledger.set_meta("status", "running")
     try:
         evaluator = CandidateEvaluator(setting, ledger, cache, executor, run_dir, stop, progress, trainer)
@@ -288,8 +292,6 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
                          pc=params.pc, pm=params.pm, evaluate_many=evaluator, strategy=strategy,
                          journal=_Reporting(ledger, on_generation), stop=stop.is_set, start=checkpoint)
     finally:
-        if owned:
-            executor.close()
         if cache is not None:
             cache.close()
     ledger.set_meta("status", "interrupted" if result.interrupted else "finished")
@@ -308,8 +310,8 @@ def _executor(resources: Resources, mode: str) -> Executor:
 
 
 def _lost(message: str) -> Outcome:
-    """A candidate whose every attempt killed its Dask worker (out of memory, say)."""
-    return Outcome("failed", WORST_FITNESS, error=message)
+    """A candidate whose Dask workers kept dying under it (out of memory, say)."""
+    return Outcome(LOST, WORST_FITNESS, error=message)
 
 
 # --- the best candidate --------------------------------------------------------------
