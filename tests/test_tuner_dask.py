@@ -22,13 +22,19 @@ from typing import Any
 
 import dask
 import pytest
+import yaml
 from click.testing import CliRunner
 
+from codegen.config import load_config
 from drnngen.cli import cli
+from drnngen.errors import EnvironmentProblem
 from tests.dask_support import LoopbackCluster
 from tests.golden_tool import EXAMPLES
 from tests.test_tuner_ledger import make_dataset
 from tuner.dask_executor import DaskExecutor
+from tuner.fitness import Budget, Dataset, Setting, prepare
+from tuner.run import Training, run_training
+from tuner.space import parse_space
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = """
@@ -218,6 +224,20 @@ def test_a_task_that_keeps_killing_its_worker_becomes_a_failed_result(cluster: L
     assert results[1] == ("ok", 0)
     assert results[0][0] == "lost" and "died" in results[0][1]
     cluster.client.wait_for_workers(2, timeout=60)  # the nannies restart them for the tests after this one
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_see_the_data_stops_the_run_with_the_reason(
+    setup: tuple[Path, list[str]], cluster: LoopbackCluster
+) -> None:
+    root, _ = setup
+    setting = Setting(load_config(EXAMPLES / "small.yaml"), parse_space(yaml.safe_load(SPACE)),
+                      Dataset(root / "data"), Budget(iterations=5), seed=1)
+    candidate = prepare([2, 1, 0, "ReLU", 8], setting)
+    elsewhere = root / "not-shared" / "candidates" / candidate.key[:16]  # a run folder the worker cannot see
+    with DaskExecutor(cluster.address) as pool, pytest.raises(EnvironmentProblem, match="not-shared is not there"):
+        list(pool.imap_unordered(run_training, [Training(candidate, elsewhere, setting)]))
+    assert not elsewhere.exists()  # nothing written, nothing trained
 
 
 def test_an_unreachable_scheduler_is_one_line_and_leaves_no_run_folder(tmp_path: Path) -> None:

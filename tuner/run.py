@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
@@ -139,7 +140,24 @@ class Training:
 
 def run_training(training: Training, slot: Slot) -> Outcome:
     """What a worker slot runs (a module-level function: it pickles by name)."""
+    _check_reachable(training)
     return train_candidate(training.candidate, training.folder, slot, training.setting, training.trainer)
+
+
+def _check_reachable(training: Training) -> None:
+    """EnvironmentProblem when this machine cannot see the data or the run folder.
+
+    A Dask worker without the shared file system would otherwise have every
+    training fail inside Caffe and be recorded with fitness 0; this stops the
+    run instead, with the reason, and records nothing.
+    """
+    data = training.candidate.config.data
+    run_dir = training.folder.parent.parent  # RUN/candidates/<key16>: the client created RUN
+    for path in (Path(data.train_source), Path(data.test_source), run_dir):
+        if not path.exists():
+            raise EnvironmentProblem(
+                f"{socket.gethostname()}: {path} is not there; the dataset and the run folder must be at "
+                "the same absolute path on every Dask worker (a shared file system)")
 
 
 class CandidateEvaluator:
