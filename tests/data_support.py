@@ -34,6 +34,17 @@ def run_prepare(spec: LogSpec, output: Path, **options: object) -> PrepareReport
     return prepare(spec, PrepareOptions(**options), output, quiet)
 
 
+def synthetic_dataset(root: Path, *, sessions: int, seed: int = 1, items: int, categories: int,
+                      max_pages: int, max_items: int, window: int) -> Path:
+    """`drnngen synth` + `prepare` through the Python API: root/log → root/data (returned)."""
+    from drnngen.data.sessions import BuildOptions
+
+    log = synth_log(root / "log", sessions=sessions, seed=seed, items=items, categories=categories)
+    options = PrepareOptions(build=BuildOptions(max_pages=max_pages, max_items=max_items), window=window, force=True)
+    prepare(yoochoose_spec(log, users=False), options, root / "data", quiet)
+    return root / "data"
+
+
 def read_split(list_file: Path) -> dict[str, np.ndarray]:
     """All rows of a split: every HDF5 file of a Caffe list file, concatenated in order."""
     parts: dict[str, list[np.ndarray]] = {}

@@ -14,26 +14,18 @@ from click.testing import CliRunner
 
 from drnngen.cli import cli
 from drnngen.data.manifest import load_manifest
-from drnngen.data.prepare import PrepareOptions, prepare
-from drnngen.data.readers import LogSpec
-from drnngen.data.sessions import BuildOptions
-from drnngen.data.synth import SynthOptions, synthesize
 from drnngen.errors import UserError
 from drnngen.evaluation.compare import hdf5_files
 from drnngen.evaluation.evaluate import NetUnderTest, evaluate_net, page_item_map
+from tests.data_support import synthetic_dataset
 
 WINDOW = 3
 
 
 def make_dataset(root: Path, sessions: int = 4000, seed: int = 1) -> Path:
-    """`drnngen synth` + `prepare`: a small log whose sessions drift toward the item bought."""
-    log = root / "log"
-    synthesize(SynthOptions(sessions=sessions, seed=seed, items=300, categories=12), "gru4rec", log, False,
-               lambda _: None)
-    data = root / "data"
-    prepare(LogSpec("gru4rec", events=log / "sessions.tsv", buys=log / "buys.tsv"),
-            PrepareOptions(build=BuildOptions(max_pages=400, max_items=100), window=WINDOW), data, lambda _: None)
-    return data
+    """A small log whose sessions drift toward the item bought (300 items, window 3)."""
+    return synthetic_dataset(root, sessions=sessions, seed=seed, items=300, categories=12, max_pages=400,
+                             max_items=100, window=WINDOW)
 
 
 @pytest.fixture(scope="module")

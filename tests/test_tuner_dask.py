@@ -30,6 +30,7 @@ from drnngen.cli import cli
 from drnngen.errors import EnvironmentProblem
 from tests.dask_support import LoopbackCluster
 from tests.golden_tool import EXAMPLES
+from tests.test_tuner_e2e import SPACE
 from tests.test_tuner_ledger import make_dataset
 from tuner.dask_executor import DaskExecutor
 from tuner.fitness import Budget, Dataset, Setting, prepare
@@ -37,13 +38,6 @@ from tuner.run import Training, run_training
 from tuner.space import parse_space
 
 ROOT = Path(__file__).resolve().parent.parent
-SPACE = """
-states: {min: 2, max: 3}
-layers: {min: 1, max: 2}
-shortcut: {min: 0, max: 1}
-activations: [ReLU, TanH, Sigmoid]
-widths: [8, 16, 24]
-"""
 ENV = {
     "OPENBLAS_NUM_THREADS": "1",  # two Caffe trainings on two cores, not four threads each
     # A task may lose one worker and is retried; a second loss makes it a KilledWorker.

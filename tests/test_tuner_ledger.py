@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from codegen.config import load_config, to_mapping
 from drnngen.cli import cli
 from drnngen.runner import TrainJob, TrainResult
+from tests.data_support import synthetic_dataset
 from tests.golden_tool import EXAMPLES
 from tuner.executors import LocalExecutor, Slot
 from tuner.ledger import Ledger
@@ -35,20 +36,8 @@ SPACE = SearchSpace(IntRange(2, 4), IntRange(1, 3), IntRange(0, 2), ("ReLU", "Ta
 
 
 def make_dataset(root: Path, sessions: int = 3000) -> Path:
-    """A small synthetic dataset through drnngen.data's Python API (synth + prepare)."""
-    from drnngen.data.prepare import PrepareOptions, prepare
-    from drnngen.data.readers import LogSpec
-    from drnngen.data.sessions import BuildOptions
-    from drnngen.data.synth import SynthOptions, synthesize
-
-    def quiet(_: str) -> None:
-        pass
-
-    synthesize(SynthOptions(sessions=sessions, seed=1, items=60, categories=6), "yoochoose", root / "log", True, quiet)
-    spec = LogSpec("yoochoose", events=root / "log" / "clicks.dat", buys=root / "log" / "buys.dat")
-    prepare(spec, PrepareOptions(build=BuildOptions(max_pages=100, max_items=20), window=3, force=True),
-            root / "data", quiet)
-    return root / "data"
+    """A small synthetic dataset (60 items, window 3) for the tuner's tests."""
+    return synthetic_dataset(root, sessions=sessions, items=60, categories=6, max_pages=100, max_items=20, window=3)
 
 
 @pytest.fixture(scope="module")
