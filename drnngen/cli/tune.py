@@ -31,6 +31,14 @@ _RESULT_OPTIONS = ("config", "space", "data", "population", "iters", "epochs", "
 _PATH = click.Path(path_type=Path)
 
 
+def _require_local_caffe(mode: str) -> None:
+    """Fail in one line before a run folder exists: no Caffe here, or GPU mode
+    asked of a CPU-only build (which would abort inside every candidate)."""
+    from drnngen.runner import locate_caffe, require_mode
+
+    require_mode(mode, locate_caffe())
+
+
 @click.command("tune")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
               help="Base config YAML; the genes replace its w, l, h, activations, widths "
@@ -84,6 +92,8 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
         cache_dir=None if options["no_cache"] else (options["cache_dir"] or drnngen_cache() / "tune"),
         scheduler=options["scheduler"],
     )
+    if params is not None and options["scheduler"] is None:
+        _require_local_caffe(params.mode)
     extend = options["generations"] if _given(ctx, "generations") else None
     stop = threading.Event()
     try:

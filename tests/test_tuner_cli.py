@@ -1,0 +1,35 @@
+"""`drnngen tune` refuses in one line, before any run folder exists, when the
+local Caffe cannot do what was asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from drnngen.cli import cli
+from tests.test_tuner_ledger import make_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tune-cli-data"), sessions=400)
+
+
+@pytest.mark.caffe
+def test_gpu_mode_on_cpu_build_is_one_line(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["tune", "--data", str(dataset), "--iters", "2", "--mode", "gpu", "-o", str(run)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1].startswith("error: --mode gpu: the Caffe build at")
+    assert "CPU-only" in result.output and not run.exists()
+
+
+def test_missing_caffe_is_one_line(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRNNGEN_CAFFE_ROOT", str(tmp_path / "no-caffe"))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["tune", "--data", str(dataset), "--iters", "2", "-o", str(run)])
+    assert result.exit_code == 1, result.output
+    assert "holds no built pycaffe" in result.output and "make caffe" in result.output
+    assert not run.exists()
