@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import signal
 import sys
 import threading
@@ -29,6 +30,14 @@ from tuner.space import SearchSpace, load_space, space_mapping
 _RESULT_OPTIONS = ("config", "space", "data", "population", "iters", "epochs", "pc", "pm", "strategy",
                    "mode", "seed", "timeout")
 _PATH = click.Path(path_type=Path)
+
+
+def _share_cores(workers: int) -> None:
+    """Give each Caffe child its share of the cores (inherited through the
+    environment): K trainings each running OpenBLAS on every core would only
+    fight over them. A thread count the user set is kept."""
+    if workers > 1 and "OPENBLAS_NUM_THREADS" not in os.environ:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
 
 
 def _require_local_caffe(mode: str) -> None:
@@ -94,6 +103,7 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
     )
     if params is not None and options["scheduler"] is None:
         _require_local_caffe(params.mode)
+    _share_cores(resources.workers)
     extend = options["generations"] if _given(ctx, "generations") else None
     stop = threading.Event()
     try:
