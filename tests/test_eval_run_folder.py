@@ -16,7 +16,7 @@ from drnngen.evaluation.compare import deploy_window
 from drnngen.evaluation.report import PLOTS
 from drnngen.evaluation.run_folder import genes_of, run_history, trained_net
 from tuner.codec import decode, individual_class
-from tuner.fitness import Outcome
+from tuner.fitness import TRAIN_LOSS_FILE, Outcome
 from tuner.ledger import Ledger
 from tuner.run import TuneParams
 from tuner.space import IntRange, SearchSpace, space_mapping
@@ -72,6 +72,15 @@ def test_run_history_from_the_ledger(tmp_path: Path) -> None:
     # No caffe.log: the curve is the final validation test from the ledger.
     assert history.best_curve.test["accuracy"] == ((10, 0.45),)
     assert history.best_curve.test["s2_loss"] == ((10, 1.5),)
+    assert history.best_curve.train_loss == ()
+
+
+def test_best_curve_uses_the_train_losses_the_tuner_recorded(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    (run / "candidates" / "bbbb2222" / TRAIN_LOSS_FILE).write_text("[[5, 2.5], [10, 1.25]]")
+    curve = run_history(run).best_curve
+    assert curve.train_loss == ((5, 2.5), (10, 1.25))
+    assert curve.train_label == "train loss (last state, mean per interval)"
 
 
 def test_trained_net_best_or_named(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ minute on 2 cores.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import sqlite3
@@ -24,6 +26,7 @@ from drnngen.data.manifest import load_manifest
 from drnngen.runner import forward_scores
 from tests.golden_tool import EXAMPLES
 from tests.test_tuner_ledger import make_dataset
+from tuner.fitness import TRAIN_LOSS_FILE
 from tuner.ledger import Ledger
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
@@ -72,6 +75,8 @@ def test_tune_records_every_evaluation_and_its_best_reloads(
     best = ledger.best()
     assert best is not None
     assert best.outcome.fitness == max(r.outcome.fitness for r in rows.values()) == records[-1]["best_fitness"]
+    losses = json.loads((Path(best.folder) / TRAIN_LOSS_FILE).read_text())  # for the report's curve
+    assert [it for it, _ in losses][-1] == 30 and all(math.isfinite(v) for _, v in losses)
 
     out = root / "exported"
     result = CliRunner().invoke(cli, ["best", str(reference), "-o", str(out)])

@@ -14,6 +14,7 @@ WORST_FITNESS (0, the lowest value the formula can give).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from tuner.space import SearchSpace
 
 WORST_FITNESS = 0.0
 MODEL_FILE = "model.caffemodel"
+TRAIN_LOSS_FILE = "train_loss.json"  # [[iteration, mean train loss], ...] for the report's curve
 CONFIG_FILE = "config.yaml"
 UNCACHEABLE = ("timeout",)  # depends on the machine's load and --timeout, not on the net
 
@@ -214,6 +216,9 @@ def train_candidate(candidate: Candidate, folder: Path, slot: Slot, setting: Set
         loss_interval=max(1, candidate.iterations // 20),
     )
     result = (trainer or train)(job)
+    losses = getattr(result, "train_losses", ())
+    if losses:
+        (folder / TRAIN_LOSS_FILE).write_text(json.dumps([[int(i), float(v)] for i, v in losses]))
     return outcome_of(result, accuracy_blob, time.perf_counter() - started)
 
 

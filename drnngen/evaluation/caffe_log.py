@@ -29,6 +29,8 @@ class TrainingCurve:
 
     train_loss: tuple[tuple[int, float], ...] = ()
     test: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    # Caffe's log prints the net's total loss; the runner records the last state's
+    train_label: str = "train loss (sum over states)"
 
     def __bool__(self) -> bool:
         return bool(self.train_loss or self.test)

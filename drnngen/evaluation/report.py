@@ -208,7 +208,7 @@ def plot_training_curve(history: RunHistory) -> Figure:
     curve = history.best_curve
     if curve.train_loss:
         # Caffe prints the sum of all loss layers (one per state), the validation curve is the last state's.
-        ax.plot(*zip(*curve.train_loss, strict=True), label="train loss (sum over states)")
+        ax.plot(*zip(*curve.train_loss, strict=True), label=curve.train_label)
     loss_names = _model_loss(curve)
     acc_names = [k for k in curve.test if "loss" not in k]
     for key in loss_names:

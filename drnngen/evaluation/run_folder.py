@@ -26,6 +26,7 @@ from drnngen.evaluation.caffe_log import TrainingCurve, parse_caffe_log
 from drnngen.evaluation.evaluate import NetUnderTest
 from drnngen.evaluation.report import Candidate, Member, RunHistory
 from tuner.codec import describe, from_list
+from tuner.fitness import TRAIN_LOSS_FILE
 from tuner.ledger import LEDGER_FILE, CandidateRow, Ledger
 from tuner.run import TuneParams
 from tuner.space import SearchSpace
@@ -153,6 +154,9 @@ def _curve(best: CandidateRow | None) -> TrainingCurve:
     if best.folder and (Path(best.folder) / CAFFE_LOG).is_file():
         with (Path(best.folder) / CAFFE_LOG).open(errors="replace") as lines:
             curve = parse_caffe_log(lines)
+    if not curve.train_loss and best.folder:
+        curve = TrainingCurve(_recorded_train_loss(Path(best.folder)), curve.test,
+                              "train loss (last state, mean per interval)")
     loss_blob, _ = model_outputs(parse_config(yaml.safe_load(best.config)))
     final = {**best.outcome.metrics, loss_blob: best.outcome.loss}
     test = dict(curve.test)
@@ -160,7 +164,16 @@ def _curve(best: CandidateRow | None) -> TrainingCurve:
         points = test.get(name, ())
         if value is not None and not any(it == best.outcome.iterations for it, _ in points):
             test[name] = (*points, (best.outcome.iterations, float(value)))
-    return TrainingCurve(curve.train_loss, test)
+    return TrainingCurve(curve.train_loss, test, curve.train_label)
+
+
+def _recorded_train_loss(folder: Path) -> tuple[tuple[int, float], ...]:
+    """The train losses the runner measured (written by the tuner), if any."""
+    try:
+        points = json.loads((folder / TRAIN_LOSS_FILE).read_text())
+    except (OSError, ValueError):
+        return ()
+    return tuple((int(i), float(v)) for i, v in points)
 
 
 def _evaluation(run: Path) -> dict[str, Any] | None:
