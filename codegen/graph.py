@@ -8,7 +8,7 @@ order, with the names of ../shared/MODEL.md (`s{t}_h{i}`, `hist_h{i}`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,8 +315,3 @@ def _fnn(cfg: DRNNConfig) -> list[Layer]:
         bottom = top
     layers.append(_inner_product(cfg, "fnn_score", bottom, cfg.data.items, "fnn_out", "fnn_out_b"))
     return layers
-
-
-def layer_names(graph: NetGraph) -> Iterable[str]:
-    """Names of the graph's layers, in order."""
-    return (layer.name for layer in graph.layers)

@@ -178,11 +178,10 @@ def _eltwise(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inf
 
 
 def _elementwise(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
-    channels = bottoms[0][1] if len(bottoms[0]) > 1 else 1
-    blobs: list[Shape] = [(channels,)] if layer.type == "PReLU" and not layer.prelu_param.channel_shared else []
-    if layer.type == "PReLU" and layer.prelu_param.channel_shared:
-        blobs = [(1,)]
-    return [bottoms[0]], blobs
+    if layer.type != "PReLU":
+        return [bottoms[0]], []
+    channels = 1 if layer.prelu_param.channel_shared or len(bottoms[0]) < 2 else bottoms[0][1]
+    return [bottoms[0]], [(channels,)]
 
 
 def _scored(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:

@@ -30,8 +30,7 @@ from drnngen.cli import cli
 from drnngen.errors import EnvironmentProblem
 from tests.dask_support import LoopbackCluster
 from tests.golden_tool import EXAMPLES
-from tests.test_tuner_e2e import SPACE
-from tests.test_tuner_ledger import make_dataset
+from tests.test_tuner_e2e import SPACE, tune_setup
 from tuner.dask_executor import DaskExecutor
 from tuner.fitness import Budget, Dataset, Setting, prepare
 from tuner.run import Training, run_training
@@ -49,11 +48,7 @@ Contents = dict[str, Any]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("tune-dask")
-    data = make_dataset(root)
-    space = root / "space.yaml"
-    space.write_text(SPACE)
-    args = ["tune", "--config", str(EXAMPLES / "small.yaml"), "--space", str(space), "--data", str(data),
-            "--generations", "2", "--population", "4", "--iters", "30", "--seed", "5", "--no-cache"]
+    _, args = tune_setup(root, generations=2)
     return root, args
 
 

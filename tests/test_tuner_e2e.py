@@ -40,14 +40,20 @@ widths: [8, 16, 24]
 """
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
-    root = tmp_path_factory.mktemp("tune-e2e")
+def tune_setup(root: Path, generations: int) -> tuple[Path, list[str]]:
+    """A small dataset and space under `root`, and `drnngen tune` arguments (no -o) for them."""
     data = make_dataset(root)
     space = root / "space.yaml"
     space.write_text(SPACE)
     args = ["tune", "--config", str(EXAMPLES / "small.yaml"), "--space", str(space), "--data", str(data),
-            "--generations", "3", "--population", "4", "--iters", "30", "--seed", "5", "--no-cache"]
+            "--generations", str(generations), "--population", "4", "--iters", "30", "--seed", "5", "--no-cache"]
+    return data, args
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    root = tmp_path_factory.mktemp("tune-e2e")
+    data, args = tune_setup(root, generations=3)
     return root, data, args
 
 

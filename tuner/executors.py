@@ -92,10 +92,6 @@ class LocalExecutor(Executor):
     def workers(self) -> int:
         return len(self._slots)
 
-    @property
-    def slots(self) -> tuple[Slot, ...]:
-        return tuple(self._slots)
-
     def imap_unordered(
         self, fn: Callable[[T, Slot], R], items: Sequence[T], stop: threading.Event | None = None
     ) -> Iterator[tuple[int, R]]:

@@ -6,7 +6,6 @@ as JSON; nothing here imports Caffe.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,11 +173,3 @@ class CaffeInfo:
     protobuf: str
     python: str
     package_dir: Path
-
-
-def finite_or_none(value: Any) -> float | None:
-    """JSON has no NaN; the worker sends None for it."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
