@@ -25,6 +25,12 @@ caffe: system-deps venv  ## build pycaffe into $(DRNNGEN_CACHE)/caffe-<version>-
 
 venv: $(INSTALLED)  ## virtualenv with drnngen installed editable
 
+# Editable install in setuptools' default (lenient) mode. drnngen/codegen and
+# drnngen/tuner are symlinks to the top-level folders, so the source tree is the
+# installed layout: mypy and ruff read it directly (no import hook to follow),
+# pytest imports the checkout, and new modules need no reinstall. (A
+# package_dir mapping instead would need `editable_mode=strict` for mypy, and
+# break imports from the repository root, where drnngen/ lacks codegen/.)
 $(INSTALLED): setup.py setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -3,7 +3,7 @@
 Besides the usual metadata (in setup.cfg) it does one thing at install time:
 it compiles Caffe's own ``caffe.proto`` — taken from Caffe's source package on
 PyPI, never committed here — into a binary descriptor set shipped inside the
-``codegen`` package. drnngen validates every prototxt it writes against that
+``drnngen.codegen`` package. drnngen validates every prototxt it writes against that
 schema, so code generation needs no Caffe build.
 """
 
@@ -84,11 +84,14 @@ class BuildWithSchema(build_py):
         super().run()
 
 
+# One import root. The repository keeps codegen/ and tuner/ at its top; the
+# symlinks drnngen/codegen -> ../codegen and drnngen/tuner -> ../tuner make the
+# source tree the installed layout (drnngen.codegen, drnngen.tuner), so a
+# checkout, an editable install, mypy and pytest all see one package and a
+# wheel installs `drnngen` alone. templates/ installs as drnngen/codegen/templates.
 setup(
     cmdclass={"build_py": BuildWithSchema},
-    # every package of the pipeline; templates/ lives at the top of the
-    # repository but installs as codegen/templates (package data)
-    packages=[*find_packages(include=["drnngen*", "codegen*", "tuner*"]), "codegen.templates"],
-    package_dir={"codegen.templates": "templates"},
-    package_data={"codegen": ["caffe_schema.desc"], "codegen.templates": ["*.j2"]},
+    packages=[*find_packages(include=["drnngen", "drnngen.*"]), "drnngen.codegen.templates"],
+    package_dir={"drnngen.codegen.templates": "templates"},
+    package_data={"drnngen.codegen": ["caffe_schema.desc"], "drnngen.codegen.templates": ["*.j2"]},
 )

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.bench_tuner import SPACE, _params, _seconds, _timed
-from tuner.run import Resources, RunSummary, TuneParams
+from drnngen.tuner import Resources, RunSummary, TuneParams
 
 
 def _on_cluster(root: Path, name: str, workers: int, params: TuneParams) -> tuple[float, RunSummary]:

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codegen.config import load_config, to_mapping
-from tuner.ledger import Ledger
-from tuner.run import Resources, RunSummary, TuneParams, tune
-from tuner.space import IntRange, SearchSpace, space_mapping
+from drnngen.codegen.config import load_config, to_mapping
+from drnngen.tuner import Resources, RunSummary, TuneParams, tune
+from drnngen.tuner.ledger import Ledger
+from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SPACE = SearchSpace(IntRange(3, 4), IntRange(1, 2), IntRange(0, 1), ("ReLU", "TanH"), (64, 128))

@@ -10,10 +10,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from codegen.config import DRNNConfig
-from codegen.graph import build_deploy_graph, build_graph, input_shapes
-from codegen.render import render_net, render_solver
-from codegen.validate import check_net, check_solver
+from drnngen.codegen.config import DRNNConfig
+from drnngen.codegen.graph import build_deploy_graph, build_graph, input_shapes
+from drnngen.codegen.render import render_net, render_solver
+from drnngen.codegen.validate import check_net, check_solver
 from drnngen.errors import UserError
 
 NET, SOLVER, DEPLOY = "net.prototxt", "solver.prototxt", "deploy.prototxt"

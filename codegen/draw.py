@@ -13,8 +13,8 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-from codegen.config import DRNNConfig
-from codegen.graph import Layer, NetGraph, build_graph
+from drnngen.codegen.config import DRNNConfig
+from drnngen.codegen.graph import Layer, NetGraph, build_graph
 from drnngen.errors import EnvironmentProblem, UserError
 
 FORMATS = (".svg", ".png", ".dot")

@@ -1,7 +1,7 @@
 """Algorithm 1 (CodeGen) as a pure function: config → in-memory layer graph.
 
 No I/O here. The graph is a list of `Layer`s in a deterministic topological
-order, with the names of ../shared/MODEL.md (`s{t}_h{i}`, `hist_h{i}`,
+order, with the names of docs/MODEL.md (`s{t}_h{i}`, `hist_h{i}`,
 `s{t}_score`, `s{t}_loss`, `fnn_h{j}`; shared params `emb`, `Z{i}`, `W{i}`,
 `out{i}`). Weight sharing across states is Caffe's `param { name }`.
 """
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from codegen.config import DRNNConfig, activations, fnn_layers, widths
+from drnngen.codegen.config import DRNNConfig, activations, fnn_layers, widths
 
 TRAIN, TEST = "TRAIN", "TEST"
 WEIGHT = (1.0, 1.0)  # (lr_mult, decay_mult): Caffe's convention for weights …

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from codegen import schema
+from drnngen.codegen import schema
 
 Shape = tuple[int, ...]
 PHASES = ("TRAIN", "TEST")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from codegen.config import DRNNConfig, parse_config, to_mapping
+from drnngen.codegen.config import DRNNConfig, parse_config, to_mapping
 from drnngen.data.manifest import load_manifest
 
 

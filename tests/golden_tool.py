@@ -9,8 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-from codegen.build import generate
-from codegen.config import key_table, load_config
+from drnngen.codegen.build import generate
+from drnngen.codegen.config import key_table, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

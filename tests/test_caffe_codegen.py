@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from codegen import schema
-from codegen.build import DEPLOY, NET, generate, write
-from codegen.config import ACTIVATIONS, DRNNConfig, load_config, parse_config
-from codegen.graph import input_shapes, input_tops
+from drnngen.codegen import schema
+from drnngen.codegen.build import DEPLOY, NET, generate, write
+from drnngen.codegen.config import ACTIVATIONS, DRNNConfig, load_config, parse_config
+from drnngen.codegen.graph import input_shapes, input_tops
 from drnngen.runner import CaffeInstall, NetLoad, TrainJob, forward, load_check_many, locate_caffe, train
 from drnngen.runner.process import child_env
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from codegen import render
-from codegen.build import generate
-from codegen.config import load_config
 from drnngen.cli import cli
+from drnngen.codegen import render
+from drnngen.codegen.build import generate
+from drnngen.codegen.config import load_config
 from tests.golden_tool import EXAMPLES, GOLDEN
 
 SMALL = EXAMPLES / "small.yaml"

@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codegen import schema
-from codegen.build import DEPLOY, NET, generate
-from codegen.config import ACTIVATIONS, DRNNConfig, parse_config
+from drnngen.codegen import schema
+from drnngen.codegen.build import DEPLOY, NET, generate
+from drnngen.codegen.config import ACTIVATIONS, DRNNConfig, parse_config
 
 
 @st.composite

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from codegen.config import DRNNConfig, activations, parse_config, to_mapping, widths
 from drnngen.cli import cli
+from drnngen.codegen.config import DRNNConfig, activations, parse_config, to_mapping, widths
 from drnngen.errors import UserError
 
 CASES = {

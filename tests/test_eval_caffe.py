@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from codegen.build import DEPLOY, generate, write
-from codegen.config import load_config, to_mapping
-from codegen.graph import model_outputs
 from drnngen.bind import bind_dataset
 from drnngen.cli import cli
+from drnngen.codegen.build import DEPLOY, generate, write
+from drnngen.codegen.config import load_config, to_mapping
+from drnngen.codegen.graph import model_outputs
 from drnngen.data.manifest import load_manifest
 from drnngen.evaluation.compare import hdf5_files
 from drnngen.evaluation.metrics import ranking_metrics
@@ -36,8 +36,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tuned_run(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real tuning run: 4 candidates, 1 generation of Algorithm 2, 300 iterations each."""
-    from tuner.run import Resources, TuneParams, tune
-    from tuner.space import IntRange, SearchSpace, space_mapping
+    from drnngen.tuner import Resources, TuneParams, tune
+    from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
 
     root = tmp_path_factory.mktemp("caffe-eval-run")
     base = bind_dataset(load_config(EXAMPLE), dataset)

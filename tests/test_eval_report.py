@@ -7,15 +7,15 @@ import struct
 from pathlib import Path
 
 from drnngen.evaluation.caffe_log import TrainingCurve
-from drnngen.evaluation.report import PLOTS, Candidate, Member, RunHistory, markdown_summary, write_report
+from drnngen.evaluation.report import PLOTS, CandidateView, Member, RunHistory, markdown_summary, write_report
 
 
 def _history(seed: int = 5, generations: int = 4, size: int = 6) -> RunHistory:
     """A plausible run: 6 candidates per generation, fitness creeping up, one NaN failure."""
     rng = random.Random(seed)
-    candidates: list[Candidate] = []
+    candidates: list[CandidateView] = []
     populations: dict[int, list[Member]] = {}
-    current: list[Candidate] = []
+    current: list[CandidateView] = []
     for gen in range(generations):
         fresh = size if gen == 0 else 3
         for _ in range(fresh):
@@ -28,7 +28,7 @@ def _history(seed: int = 5, generations: int = 4, size: int = 6) -> RunHistory:
             accuracy = min(0.95, max(0.0, 0.9 - 0.25 * loss + rng.uniform(-0.05, 0.05)))
             key = f"c{len(candidates):03d}"
             failed = len(candidates) == 10  # one candidate of generation 2 went NaN
-            candidates.append(Candidate(
+            candidates.append(CandidateView(
                 key=key, generation=gen, genes=genes,
                 fitness=None if failed else accuracy + 1 / (1 + loss),
                 accuracy=None if failed else accuracy, loss=None if failed else loss,
@@ -81,7 +81,7 @@ def test_markdown_names_the_best_genotype_and_metrics() -> None:
 
 
 def test_report_of_a_run_without_finished_candidates(tmp_path: Path) -> None:
-    failed = Candidate("c0", 0, {"states": 2}, status="failed")
+    failed = CandidateView("c0", 0, {"states": 2}, status="failed")
     empty = RunHistory("empty", [failed], {0: [Member(failed.genes, None)]})
     write_report(empty, tmp_path)
     assert "No candidate finished training." in (tmp_path / "report.md").read_text()

@@ -9,17 +9,18 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from codegen.config import load_config, to_mapping
 from drnngen.cli import cli
+from drnngen.codegen.config import load_config, to_mapping
 from drnngen.errors import UserError
 from drnngen.evaluation.compare import deploy_window
 from drnngen.evaluation.report import PLOTS
 from drnngen.evaluation.run_folder import genes_of, run_history, trained_net
-from tuner.codec import decode, individual_class
-from tuner.fitness import TRAIN_LOSS_FILE, Outcome
-from tuner.ledger import Ledger
-from tuner.run import TuneParams
-from tuner.space import IntRange, SearchSpace, space_mapping
+from drnngen.tuner.candidate import TRAIN_LOSS_FILE
+from drnngen.tuner.codec import decode, individual_class
+from drnngen.tuner.fitness import Outcome
+from drnngen.tuner.ledger import Ledger
+from drnngen.tuner.params import TuneParams
+from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "small.yaml"
 SPACE = SearchSpace(states=IntRange(2, 3), layers=IntRange(1, 2), shortcut=IntRange(0, 1),

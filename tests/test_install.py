@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codegen import schema
+from drnngen.codegen import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +33,18 @@ def test_plain_install_into_fresh_venv_builds_paper_example(tmp_path: Path) -> N
     assert sum(layer.type == "SoftmaxWithLoss" for layer in net.layer) == 4
     schema.parse((out / "solver.prototxt").read_text(), "SolverParameter", "solver.prototxt")
     site = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import codegen, pathlib; print(pathlib.Path(codegen.__file__).parent)"],
+        [str(venv / "bin" / "python"), "-c",
+         "import drnngen.codegen as c, pathlib; print(pathlib.Path(c.__file__).parent)"],
         cwd=tmp_path, capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert "site-packages" in site
     assert (Path(site) / "templates" / "net.prototxt.j2").is_file()
     assert (Path(site) / "caffe_schema.desc").is_file()
+    # one import root: the top-level folders install under drnngen only
+    for name in ("codegen", "tuner"):
+        stray = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {name}"],
+                               cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert stray.returncode != 0, f"`import {name}` works in a venv holding only drnngen"
+    tops = list((Path(site).parent.parent).glob("drnngen-*.dist-info/top_level.txt"))
+    if tops:  # setuptools writes it for regular (non-editable) installs
+        assert tops[0].read_text().split() == ["drnngen"]

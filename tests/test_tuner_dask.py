@@ -25,16 +25,17 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from codegen.config import load_config
 from drnngen.cli import cli
+from drnngen.codegen.config import load_config
 from drnngen.errors import EnvironmentProblem
+from drnngen.tuner.candidate import Budget, Setting, TuneData, prepare, train_job
+from drnngen.tuner.dask_executor import DaskExecutor
+from drnngen.tuner.payload import run_training
+from drnngen.tuner.space import parse_space
+from drnngen.vocabulary import candidate_folder
 from tests.dask_support import LoopbackCluster
 from tests.golden_tool import EXAMPLES
 from tests.test_tuner_e2e import SPACE, tune_setup
-from tuner.dask_executor import DaskExecutor
-from tuner.fitness import Budget, Dataset, Setting, prepare
-from tuner.run import Training, run_training
-from tuner.space import parse_space
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
@@ -194,11 +195,11 @@ def test_results_stream_back_in_any_order_and_stop_skips_what_has_not_started(cl
     with DaskExecutor(cluster.address) as pool:
         assert pool.workers == 2
         assert pool.map(lambda x: x + 1, [3, 1, 2]) == [4, 2, 3]  # DEAP's toolbox.map
-        results = dict(pool.imap_unordered(lambda x, slot: (x * 2, slot.gpu), list(range(6))))
+        results = dict(pool.imap_unordered(lambda x, gpu: (x * 2, gpu), list(range(6))))
         assert results == {i: (2 * i, None) for i in range(6)}
         stop = threading.Event()
         seen = []
-        for index, _ in pool.imap_unordered(lambda x, slot: time.sleep(0.5), list(range(12)), stop=stop):
+        for index, _ in pool.imap_unordered(lambda x, gpu: time.sleep(0.5), list(range(12)), stop=stop):
             stop.set()  # what the CLI's Ctrl-C does
             seen.append(index)
         # the first, the other worker's, and at most one each started before the stop reached the cluster
@@ -209,7 +210,7 @@ def test_results_stream_back_in_any_order_and_stop_skips_what_has_not_started(cl
 def test_a_task_that_keeps_killing_its_worker_becomes_a_failed_result(cluster: LoopbackCluster) -> None:
     with DaskExecutor(cluster.address, on_lost=lambda message: ("lost", message)) as pool:
         # two items, one per worker: a worker's death counts against every task it holds
-        results = dict(pool.imap_unordered(lambda x, slot: os._exit(1) if x == 1 else ("ok", x), [1, 0]))
+        results = dict(pool.imap_unordered(lambda x, gpu: os._exit(1) if x == 1 else ("ok", x), [1, 0]))
     assert results[1] == ("ok", 0)
     assert results[0][0] == "lost" and "died" in results[0][1]
     cluster.client.wait_for_workers(2, timeout=60)  # the nannies restart them for the tests after this one
@@ -221,11 +222,12 @@ def test_a_worker_that_cannot_see_the_data_stops_the_run_with_the_reason(
 ) -> None:
     root, _ = setup
     setting = Setting(load_config(EXAMPLES / "small.yaml"), parse_space(yaml.safe_load(SPACE)),
-                      Dataset(root / "data"), Budget(iterations=5), seed=1)
+                      TuneData(root / "data"), Budget(iterations=5), seed=1)
     candidate = prepare([2, 1, 0, "ReLU", 8], setting)
-    elsewhere = root / "not-shared" / "candidates" / candidate.key[:16]  # a run folder the worker cannot see
-    with DaskExecutor(cluster.address) as pool, pytest.raises(EnvironmentProblem, match="not-shared is not there"):
-        list(pool.imap_unordered(run_training, [Training(candidate, elsewhere, setting)]))
+    elsewhere = candidate_folder(root / "not-shared", candidate.key)  # a run folder the worker cannot see
+    job = train_job(candidate, elsewhere, setting)
+    with DaskExecutor(cluster.address) as pool, pytest.raises(EnvironmentProblem, match=r"not-shared.* is not there"):
+        list(pool.imap_unordered(run_training, [job]))
     assert not elsewhere.exists()  # nothing written, nothing trained
 
 
@@ -249,7 +251,7 @@ def test_an_unreachable_scheduler_is_one_line_and_leaves_no_run_folder(tmp_path:
 def test_scheduler_mistakes_are_one_line_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str, code: int
 ) -> None:
-    monkeypatch.setitem(sys.modules, "tuner.dask_executor", None)  # as if distributed were not installed
+    monkeypatch.setitem(sys.modules, "drnngen.tuner.dask_executor", None)  # as if distributed were not installed
     result = CliRunner().invoke(cli, ["tune", "--data", str(tmp_path), "--iters", "5", "-o", str(tmp_path / "run"),
                                       "--scheduler", "tcp://127.0.0.1:1", *args])
     assert result.exit_code == code, result.output

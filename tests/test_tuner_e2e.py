@@ -24,10 +24,10 @@ from click.testing import CliRunner
 from drnngen.cli import cli
 from drnngen.data.manifest import load_manifest
 from drnngen.runner import forward_scores
+from drnngen.tuner.candidate import TRAIN_LOSS_FILE
+from drnngen.tuner.ledger import Ledger
 from tests.golden_tool import EXAMPLES
 from tests.test_tuner_ledger import make_dataset
-from tuner.fitness import TRAIN_LOSS_FILE
-from tuner.ledger import Ledger
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from codegen.config import load_config, to_mapping
 from drnngen.cli import cli
+from drnngen.codegen.config import load_config, to_mapping
 from drnngen.runner import TrainJob, TrainResult
+from drnngen.tuner import Resources, RunSummary, TuneParams, export_best, tune
+from drnngen.tuner.executors import LocalExecutor
+from drnngen.tuner.ledger import Ledger
+from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
 from tests.data_support import synthetic_dataset
 from tests.golden_tool import EXAMPLES
-from tuner.executors import LocalExecutor, Slot
-from tuner.ledger import Ledger
-from tuner.run import Resources, RunSummary, TuneParams, export_best, tune
-from tuner.space import IntRange, SearchSpace, space_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = SearchSpace(IntRange(2, 4), IntRange(1, 3), IntRange(0, 2), ("ReLU", "TanH", "Sigmoid"), (8, 16, 32))
@@ -247,14 +247,14 @@ def test_local_executor_keeps_order_pins_gpus_and_stops() -> None:
         busy: set[int] = set()
         lock = threading.Lock()
 
-        def job(item: int, slot: Slot) -> tuple[int, int | None]:
+        def job(item: int, gpu: int | None) -> tuple[int, int | None]:
             with lock:
-                assert slot.gpu not in busy  # one training per GPU at a time
-                busy.add(slot.gpu or 0)
+                assert gpu not in busy  # one training per GPU at a time
+                busy.add(gpu or 0)
             time.sleep(0.01)
             with lock:
-                busy.discard(slot.gpu or 0)
-            return item * 2, slot.gpu
+                busy.discard(gpu or 0)
+            return item * 2, gpu
 
         results = dict(pool.imap_unordered(job, list(range(10))))
         assert [results[i][0] for i in range(10)] == [2 * i for i in range(10)]
@@ -262,7 +262,7 @@ def test_local_executor_keeps_order_pins_gpus_and_stops() -> None:
         assert pool.map(lambda x: x + 1, [3, 1, 2]) == [4, 2, 3]
         stop = threading.Event()
 
-        def stopping(item: int, slot: Slot) -> int:
+        def stopping(item: int, gpu: int | None) -> int:
             stop.set()
             return item
 

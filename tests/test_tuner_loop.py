@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from drnngen.errors import UserError
-from tuner.gentune import Checkpoint, Evaluation, Interrupted, MuPlusLambda, gentune, strategy_named
-from tuner.operators import make_toolbox
-from tuner.space import IntRange, SearchSpace
+from drnngen.tuner.gentune import Checkpoint, Evaluation, Interrupted, MuPlusLambda, gentune, strategy_named
+from drnngen.tuner.operators import make_toolbox
+from drnngen.tuner.space import IntRange, SearchSpace
 
 SPACE = SearchSpace(states=IntRange(2, 5), layers=IntRange(1, 3), shortcut=IntRange(0, 2),
                     activations=("ReLU", "TanH"), widths=(8, 16, 32))

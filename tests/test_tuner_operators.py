@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codegen.config import load_config
+from drnngen.codegen.config import load_config
+from drnngen.tuner.codec import decode, from_list, random_individual, violations
+from drnngen.tuner.operators import cxLayers, mutGenes, selTournament
+from drnngen.tuner.space import IntRange, SearchSpace
 from tests.golden_tool import EXAMPLES
-from tuner.codec import decode, from_list, random_individual, violations
-from tuner.operators import cxLayers, mutGenes, selTournament
-from tuner.space import IntRange, SearchSpace
 
 OPS_PER_EXAMPLE = 20
 EXAMPLES_RUN = 500  # 500 × 20 = 10 000 operator applications
@@ -137,7 +137,7 @@ def test_crossover_shrinking_l_caps_h_below_l() -> None:
 
 
 def test_tournament_uses_the_injected_rng() -> None:
-    from tuner.codec import individual_class
+    from drnngen.tuner.codec import individual_class
 
     cls = individual_class()
     pop = []

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from codegen.config import load_config
+from drnngen.codegen.config import load_config
 from drnngen.errors import UserError
+from drnngen.tuner.codec import decode, describe, encode, from_list, individual_class, random_individual, violations
+from drnngen.tuner.space import IntRange, SearchSpace, load_space, parse_space, space_mapping
 from tests.golden_tool import EXAMPLES
-from tuner.codec import decode, describe, encode, from_list, individual_class, random_individual, violations
-from tuner.space import IntRange, SearchSpace, load_space, parse_space, space_mapping
 
 
 def test_example_space_is_the_default_space() -> None:

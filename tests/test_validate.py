@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from codegen.build import NET, generate
-from codegen.config import parse_config
-from codegen.graph import input_shapes
-from codegen.validate import check_net, check_solver
+from drnngen.codegen.build import NET, generate
+from drnngen.codegen.config import parse_config
+from drnngen.codegen.graph import input_shapes
+from drnngen.codegen.validate import check_net, check_solver
 from drnngen.errors import UserError
 
 CFG = parse_config({"model": {"states": 2, "layers": 2, "shortcut": 1, "widths": 8},

@@ -4,8 +4,9 @@ same data) is never trained again.
 
 One SQLite file (`results.sqlite`) plus the trained weights under `models/`
 (hard-linked from the run folder when possible, else copied), so a run can
-export a best candidate that another run trained. Timeouts are not cached:
-they say more about the machine's load than about the network.
+export a best candidate that another run trained. Timeouts, lost Dask tasks
+and trainings cut short by a time budget are not cached: they say more about
+the machine's load than about the network.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import time
 from pathlib import Path
 
 from drnngen.errors import UserError
-from tuner.fitness import UNCACHEABLE, Outcome
+from drnngen.tuner.fitness import Outcome
+from drnngen.vocabulary import UNCACHEABLE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
-    key        TEXT PRIMARY KEY,   -- tuner.fitness.canonical_hash
+    key        TEXT PRIMARY KEY,   -- tuner.candidate.canonical_hash
     outcome    TEXT NOT NULL,      -- Outcome.to_dict() as JSON; caffemodel points into models/
     created_at REAL NOT NULL
 );
@@ -53,8 +55,9 @@ class ResultCache:
         return outcome
 
     def put(self, key: str, outcome: Outcome) -> None:
-        """Remember a result (weights included); timeouts are skipped."""
-        if outcome.status in UNCACHEABLE:
+        """Remember a result (weights included); timeouts, lost tasks and trainings
+        cut by a run's time budget are skipped."""
+        if outcome.status in UNCACHEABLE or outcome.stop_reason == "deadline":
             return
         if outcome.caffemodel is not None:
             outcome = Outcome.from_dict({**outcome.to_dict(), "caffemodel": str(self._keep(key, outcome.caffemodel))})

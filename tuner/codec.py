@@ -21,10 +21,10 @@ from typing import Any
 
 from deap import base, creator
 
-from codegen.config import DRNNConfig, parse_config, to_mapping
-from codegen.config import activations as layer_activations
-from codegen.config import widths as layer_widths
-from tuner.space import SearchSpace
+from drnngen.codegen.config import DRNNConfig, parse_config, to_mapping
+from drnngen.codegen.config import activations as layer_activations
+from drnngen.codegen.config import widths as layer_widths
+from drnngen.tuner.space import SearchSpace
 
 HEAD = 3  # w, l, h
 

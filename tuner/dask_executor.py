@@ -5,8 +5,8 @@ What runs where:
 * the client (the `drnngen tune` process) runs the GA, codegen and the
   ledger; it submits `fn(item, slot)` per item and writes each result as its
   future completes (`as_completed`). Nothing of the client's state travels:
-  `fn` and the items must pickle (the tuner sends `tuner.run.run_training`
-  and a `Training` value);
+  `fn` and the items must pickle (the tuner sends `tuner.payload.run_training`
+  and a `drnngen.runner.TrainJob`);
 * a worker runs the task in one of its threads, which starts the Caffe child
   process (`drnngen.runner`) as on the local pool. Workers need drnngen and
   Caffe installed, and the dataset and the run folder at the same absolute
@@ -35,7 +35,7 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from drnngen.errors import EnvironmentProblem, UserError
-from tuner.executors import Executor, ExecutorLost, Slot
+from drnngen.tuner.executors import Executor, ExecutorLost, Gpu
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,11 +51,11 @@ class _Skipped:
     """What a task returns when the run was stopped before it started (pickles by value)."""
 
 
-def _run_task(fn: Callable[[T, Slot], R], item: T, slot: Slot, stop_event: str) -> R | _Skipped:
-    """On the worker: skip when the client has asked to stop, else fn(item, slot)."""
+def _run_task(fn: Callable[[T, Gpu], R], item: T, gpu: Gpu, stop_event: str) -> R | _Skipped:
+    """On the worker: skip when the client has asked to stop, else fn(item, gpu)."""
     if Event(stop_event).is_set():
         return _Skipped()
-    return fn(item, slot)
+    return fn(item, gpu)
 
 
 class DaskExecutor(Executor):
@@ -88,7 +88,7 @@ class DaskExecutor(Executor):
         return int(sum(w["nthreads"] for w in info))
 
     def imap_unordered(
-        self, fn: Callable[[T, Slot], R], items: Sequence[T], stop: threading.Event | None = None
+        self, fn: Callable[[T, Gpu], R], items: Sequence[T], stop: threading.Event | None = None
     ) -> Iterator[tuple[int, R]]:
         stop_event = f"drnngen-stop-{uuid.uuid4().hex}"
         futures = {self._submit(fn, item, stop_event): index for index, item in enumerate(items)}
@@ -110,13 +110,13 @@ class DaskExecutor(Executor):
                 Event(stop_event, client=self.client).set()
                 self.client.cancel(unfinished)
 
-    def _submit(self, fn: Callable[[T, Slot], R], item: T, stop_event: str) -> Future[R | _Skipped]:
+    def _submit(self, fn: Callable[[T, Gpu], R], item: T, stop_event: str) -> Future[R | _Skipped]:
         # A unique key per submission: two runs on one cluster never share a task, and a
         # retried task is the same task (Dask's bounded retries), never a second one.
         key = f"drnngen-eval-{uuid.uuid4().hex}"
         # A worker thread is the slot; in GPU mode its GPU is the process's device 0.
         return self.client.submit(
-            _run_task, fn, item, Slot(0, 0 if self.gpu else None), stop_event, key=key,
+            _run_task, fn, item, 0 if self.gpu else None, stop_event, key=key,
             retries=self.retries, resources={"GPU": 1} if self.gpu else None,
         )
 

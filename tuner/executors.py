@@ -1,6 +1,6 @@
 """Where evaluations run: a small interface and the local implementation.
 
-The GA loop never sees an executor; the evaluation service (`tuner.run`)
+The GA loop never sees an executor; the evaluation service (`tuner.evaluator`)
 hands it trainings. `map` is DEAP's `toolbox.map` contract (ordered results);
 `imap_unordered` yields `(index, result)` as each finishes, so every result
 can be written to the ledger the moment it exists. A Dask (or any other)
@@ -34,10 +34,14 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class Slot:
-    """One worker: its index and the GPU it is pinned to (None: no GPU)."""
+    """One local worker: its index and the GPU it is pinned to (None: no GPU).
+    A function run on a slot sees only the GPU id."""
 
     index: int
     gpu: int | None = None
+
+
+Gpu = int | None  # what a function run by an executor learns of its slot
 
 
 class ExecutorLost(EnvironmentProblem):
@@ -55,15 +59,15 @@ class Executor(ABC):
 
     @abstractmethod
     def imap_unordered(
-        self, fn: Callable[[T, Slot], R], items: Sequence[T], stop: threading.Event | None = None
+        self, fn: Callable[[T, Gpu], R], items: Sequence[T], stop: threading.Event | None = None
     ) -> Iterator[tuple[int, R]]:
-        """(index, fn(item, slot)) as each finishes. Items not yet started when
+        """(index, fn(item, gpu)) as each finishes. Items not yet started when
         `stop` is set are skipped (they yield nothing)."""
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """DEAP's `toolbox.map`: fn over items, results in item order."""
         listed = list(items)
-        results = dict(self.imap_unordered(lambda item, _slot: fn(item), listed))
+        results = dict(self.imap_unordered(lambda item, _gpu: fn(item), listed))
         return [results[i] for i in range(len(listed))]
 
     @abstractmethod
@@ -93,7 +97,7 @@ class LocalExecutor(Executor):
         return len(self._slots)
 
     def imap_unordered(
-        self, fn: Callable[[T, Slot], R], items: Sequence[T], stop: threading.Event | None = None
+        self, fn: Callable[[T, Gpu], R], items: Sequence[T], stop: threading.Event | None = None
     ) -> Iterator[tuple[int, R]]:
         free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
         for slot in self._slots:
@@ -105,7 +109,7 @@ class LocalExecutor(Executor):
                 return index, skipped
             slot = free.get()  # as many threads as slots: never blocks for long
             try:
-                return index, fn(item, slot)
+                return index, fn(item, slot.gpu)
             finally:
                 free.put(slot)
 

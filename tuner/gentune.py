@@ -3,7 +3,7 @@
 The loop knows nothing about Caffe, files or the chromosome's layout: it gets
 a DEAP toolbox (`individual`, `mate`, `mutate`, `clone`), an `evaluate_many`
 callable, a seeded `random.Random`, and optional hooks. A unit test injects
-a cheap deterministic fitness and fixed r-values; `tuner.run` injects the
+a cheap deterministic fitness and fixed r-values; `tuner.evaluator` is the
 cached, ledgered, parallel Caffe evaluation.
 """
 
@@ -153,7 +153,7 @@ class MuPlusLambda(Strategy):
             raise UserError(f"pc + pm: must be <= 1 for the elitist strategy, got {pc + pm:g}")
 
     def generation(self, population: list[Any], ctx: Context) -> list[Any]:
-        from tuner.operators import selTournament
+        from drnngen.tuner.operators import selTournament
 
         children = []
         for _ in range(self.offspring or len(population)):
@@ -219,7 +219,7 @@ def gentune(
     draw: Callable[[], float] | None = None,
     start: Checkpoint | None = None,
 ) -> TuneResult:
-    """Algorithm 2, GenTune(w, l, h), as ../shared/MODEL.md reads it::
+    """Algorithm 2, GenTune(w, l, h), as docs/MODEL.md reads it::
 
          1: τ ← 0
          2: P ← n random chromosomes (w, l, h, a_1…a_l, E_1…E_l)

@@ -18,15 +18,27 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from drnngen.errors import UserError
-from tuner.fitness import Outcome
-from tuner.gentune import Checkpoint, RngState
+from drnngen.tuner.fitness import Outcome
+from drnngen.tuner.gentune import Checkpoint, RngState
+from drnngen.vocabulary import Source
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns schema 2 added to `candidates`; a schema-1 ledger gains them (NULL) when opened.
+_V2_COLUMNS = (("best_iteration", "INTEGER"), ("stop_reason", "TEXT"), ("validations", "TEXT"), ("note", "TEXT"))
+
+
+class RunStatus(str, Enum):
+    """meta.status: where a run stands."""
+
+    RUNNING = "running"  # also what a crashed run says: --resume continues it
+    INTERRUPTED = "interrupted"
+    FINISHED = "finished"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (          -- run parameters and state, one JSON value per key
@@ -37,29 +49,33 @@ CREATE TABLE IF NOT EXISTS candidates (    -- every distinct network this run ev
     key            TEXT PRIMARY KEY,       -- canonical hash: net + solver (seed included) + data
     genotype       TEXT NOT NULL,          -- JSON chromosome [w, l, h, a_1..a_l, E_1..E_l, ...]
     config         TEXT NOT NULL,          -- the candidate's full config, YAML
-    status         TEXT NOT NULL,          -- ok | failed | timeout | nan | invalid
+    status         TEXT NOT NULL,          -- drnngen.vocabulary.Status: ok | failed | timeout | nan | invalid | lost
     fitness        REAL NOT NULL,          -- accuracy + 1/(1+loss); 0 when not ok
     accuracy       REAL,                   -- top-1, last state, validation split
     loss           REAL,                   -- last state's loss, validation split
     metrics        TEXT NOT NULL,          -- JSON: every accuracy blob (top-1, top-K)
-    iterations     INTEGER NOT NULL,
+    iterations     INTEGER NOT NULL,       -- where training stopped
     random_seed    INTEGER,                -- Caffe's, derived from --seed and the network
     solver_seconds REAL NOT NULL,          -- time inside solver.step
     wall_seconds   REAL NOT NULL,          -- whole evaluation: files, child process, test
     error          TEXT,                   -- Caffe's own message when not ok
     folder         TEXT,                   -- candidate folder (prototxt, config, log)
     caffemodel     TEXT,                   -- trained weights (run folder or cache)
-    source         TEXT NOT NULL,          -- trained | cache (trained by an earlier run)
+    source         TEXT NOT NULL,          -- trained | cache (trained by an earlier run) | invalid
     generation     INTEGER NOT NULL,       -- first generation that asked for it
     evaluated_at   REAL NOT NULL,
-    seq            INTEGER NOT NULL        -- order of first evaluation in this run
+    seq            INTEGER NOT NULL,       -- order of first evaluation in this run
+    best_iteration INTEGER,                -- iteration of the kept snapshot (the best validation point)
+    stop_reason    TEXT,                   -- max_iter | patience | deadline | nan
+    validations    TEXT,                   -- JSON [{iteration, loss, accuracy: {blob: value}}]
+    note           TEXT                    -- what the tuner changed to get it (a NaN retry's lower lr)
 );
 CREATE TABLE IF NOT EXISTS evaluations (   -- every evaluation the loop asked for, in order
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     generation INTEGER NOT NULL,
     position   INTEGER NOT NULL,           -- index in the generation's batch
     key        TEXT NOT NULL REFERENCES candidates(key),
-    source     TEXT NOT NULL               -- trained | cache | ledger | duplicate
+    source     TEXT NOT NULL               -- drnngen.vocabulary.Source: trained | cache | ledger | duplicate | invalid
 );
 CREATE TABLE IF NOT EXISTS generations (   -- 0 = the initial random population
     generation       INTEGER PRIMARY KEY,
@@ -112,7 +128,7 @@ class Ledger:
         ledger = cls(_connect(path), path)
         ledger._db.executescript(SCHEMA)  # idempotent; executescript commits on its own
         with ledger._transaction() as db:
-            meta = {"schema_version": SCHEMA_VERSION, "params": params, "status": "running",
+            meta = {"schema_version": SCHEMA_VERSION, "params": params, "status": RunStatus.RUNNING.value,
                     "created_at": time.time()}
             db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
                            [(k, json.dumps(v)) for k, v in meta.items()])
@@ -129,9 +145,17 @@ class Ledger:
             version = ledger.meta("schema_version")
         except sqlite3.Error as exc:
             raise UserError(f"{path}: not a complete ledger ({exc}); start the run again") from None
-        if version != SCHEMA_VERSION:
+        if version == 1:
+            ledger._upgrade_from_1()
+        elif version != SCHEMA_VERSION:
             raise UserError(f"{path}: ledger schema {version!r}, this drnngen reads {SCHEMA_VERSION}")
         return ledger
+
+    def _upgrade_from_1(self) -> None:
+        with self._transaction() as db:
+            for name, kind in _V2_COLUMNS:
+                db.execute(f"ALTER TABLE candidates ADD COLUMN {name} {kind}")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (json.dumps(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._db.close()
@@ -150,6 +174,17 @@ class Ledger:
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Replace the run's parameters (a resume that extends the generations)."""
+        self.set_meta("params", params)
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus(self.meta("status"))
+
+    def set_status(self, status: RunStatus) -> None:
+        self.set_meta("status", status.value)
 
     # --- the loop's journal -----------------------------------------------------
 
@@ -194,6 +229,12 @@ class Ledger:
         rows = self._db.execute("SELECT record FROM generations WHERE record IS NOT NULL ORDER BY generation")
         return [json.loads(r[0]) for r in rows]
 
+    def populations(self) -> dict[int, list[dict[str, Any]]]:
+        """Each finished generation's final population: [{genotype, fitness, key}]."""
+        rows = self._db.execute("SELECT generation, population_end FROM generations"
+                                " WHERE population_end IS NOT NULL ORDER BY generation")
+        return {int(gen): [m for m in json.loads(text) if m is not None] for gen, text in rows}
+
     # --- candidates ----------------------------------------------------------------
 
     def outcome(self, key: str) -> Outcome | None:
@@ -201,27 +242,29 @@ class Ledger:
         return None if row is None else _outcome(row)
 
     def record_candidate(self, key: str, genotype: Sequence[Any], config: str, outcome: Outcome, *,
-                         random_seed: int | None, folder: Path | None, source: str) -> None:
+                         random_seed: int | None, folder: Path | None, source: Source) -> None:
         """One evaluated network, in its own transaction."""
         with self._transaction() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM candidates").fetchone()[0]
             db.execute(
                 "INSERT OR REPLACE INTO candidates (key, genotype, config, status, fitness, accuracy, loss, metrics,"
                 " iterations, random_seed, solver_seconds, wall_seconds, error, folder, caffemodel, source,"
-                " generation, evaluated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, json.dumps(list(genotype)), config, outcome.status, outcome.fitness, outcome.accuracy,
+                " generation, evaluated_at, seq, best_iteration, stop_reason, validations, note)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, json.dumps(list(genotype)), config, outcome.status.value, outcome.fitness, outcome.accuracy,
                  outcome.loss, json.dumps(dict(outcome.metrics)), outcome.iterations, random_seed,
                  outcome.solver_seconds, outcome.wall_seconds, outcome.error,
-                 None if folder is None else str(folder), outcome.caffemodel, source, self.generation,
-                 time.time(), seq),
+                 None if folder is None else str(folder), outcome.caffemodel, Source(source).value, self.generation,
+                 time.time(), seq, outcome.best_iteration, outcome.stop_reason,
+                 json.dumps([dict(v) for v in outcome.validations]), outcome.note),
             )
 
-    def record_evaluations(self, rows: Sequence[tuple[int, str, str]]) -> None:
+    def record_evaluations(self, rows: Sequence[tuple[int, str, Source]]) -> None:
         """(position, key, source) of each evaluation of the current generation's batch."""
         with self._transaction() as db:
             db.executemany(
                 "INSERT INTO evaluations (generation, position, key, source) VALUES (?, ?, ?, ?)",
-                [(self.generation, pos, key, source) for pos, key, source in rows],
+                [(self.generation, pos, key, Source(source).value) for pos, key, source in rows],
             )
 
     def candidates(self) -> list[CandidateRow]:
@@ -267,12 +310,13 @@ class Ledger:
 
 
 _OUTCOME_COLUMNS = ("status, fitness, accuracy, loss, metrics, iterations, solver_seconds, wall_seconds, error,"
-                    " caffemodel")
+                    " caffemodel, best_iteration, stop_reason, validations, note")
 
 
 def _outcome(row: Sequence[Any]) -> Outcome:
-    status, fit, acc, loss, metrics, iterations, solver_s, wall_s, error, model = row
-    return Outcome(status, fit, acc, loss, json.loads(metrics), iterations, solver_s, wall_s, error, model)
+    status, fit, acc, loss, metrics, iterations, solver_s, wall_s, error, model, best_it, reason, vals, note = row
+    return Outcome(status, fit, acc, loss, json.loads(metrics), iterations, solver_s, wall_s, error, model,
+                   best_it, reason, tuple(json.loads(vals or "[]")), note)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -17,8 +17,8 @@ from typing import Any
 
 from deap import base
 
-from tuner.codec import Genes, from_list, random_individual, random_layer, to_list
-from tuner.space import SearchSpace
+from drnngen.tuner.codec import Genes, from_list, random_individual, random_layer, to_list
+from drnngen.tuner.space import SearchSpace
 
 Layer = tuple[str, int]  # (activation, width) of one hidden layer
 

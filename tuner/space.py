@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from codegen.config import ACTIVATIONS
+from drnngen.codegen.config import ACTIVATIONS
 from drnngen.errors import UserError
 
 

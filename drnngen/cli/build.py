@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from codegen.build import generate, write
-from codegen.config import DRNNConfig, load_config
+from drnngen.codegen.build import generate, write
+from drnngen.codegen.config import DRNNConfig, load_config
 
 config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 data_option = click.option(
@@ -50,7 +50,7 @@ def build(config: Path, output: Path, dry_run: bool, data: Path | None) -> None:
 @data_option
 def draw(config: Path, output: Path, data: Path | None) -> None:
     """Draw the net of CONFIG: states left to right, shared weights dashed."""
-    from codegen.draw import render_picture
+    from drnngen.codegen.draw import render_picture
 
     render_picture(_load(config, data), output)
     click.echo(f"wrote {output}")

@@ -1,4 +1,4 @@
-"""`drnngen tune` and `drnngen best`. Thin: options in, `tuner.run` does the work."""
+"""`drnngen tune` and `drnngen best`. Thin: options in, `drnngen.tuner` does the work."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from codegen.config import DRNNConfig, load_config, to_mapping
+from drnngen.codegen.config import DRNNConfig, load_config, to_mapping
 from drnngen.errors import UserError
 from drnngen.runner.locate import cache_dir as drnngen_cache
-from tuner.codec import describe
-from tuner.executors import ExecutorLost, kill_children, parse_gpus
-from tuner.gentune import STRATEGIES
-from tuner.run import Resources, RunSummary, TuneParams, export_best, tune
-from tuner.space import SearchSpace, load_space, space_mapping
+from drnngen.tuner import Resources, RunSummary, TuneParams, export_best, tune
+from drnngen.tuner.codec import describe
+from drnngen.tuner.executors import ExecutorLost, kill_children, parse_gpus
+from drnngen.tuner.gentune import STRATEGIES
+from drnngen.tuner.space import SearchSpace, load_space, space_mapping
 
 # Options that decide a run's result: fixed at its start, refused with --resume.
 _RESULT_OPTIONS = ("config", "space", "data", "population", "iters", "epochs", "pc", "pm", "strategy",
@@ -216,7 +216,7 @@ class _Logbook:
 
 
 def _space_of(run_dir: Path) -> SearchSpace:
-    from tuner.ledger import Ledger
+    from drnngen.tuner.ledger import Ledger
 
     ledger = Ledger.open(run_dir)
     try:

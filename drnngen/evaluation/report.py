@@ -38,7 +38,7 @@ _DPI = 110
 
 
 @dataclass(frozen=True)
-class Candidate:
+class CandidateView:
     """One trained chromosome as the ledger records it."""
 
     key: str
@@ -64,9 +64,9 @@ class RunHistory:
     """What a report shows: every candidate, each generation's population, the best one."""
 
     name: str
-    candidates: Sequence[Candidate]
+    candidates: Sequence[CandidateView]
     populations: Mapping[int, Sequence[Member]]  # generation → its population when it finished
-    best: Candidate | None = None
+    best: CandidateView | None = None
     best_curve: TrainingCurve = field(default_factory=TrainingCurve)
     test_metrics: Mapping[str, Any] | None = None  # evaluation.json of `drnngen evaluate`, when present
 
@@ -103,9 +103,9 @@ def plot_fitness(history: RunHistory) -> Figure:
     means, bests = [], []
     best_so_far = -math.inf
     for gen in gens:
-        values = _finite(member.fitness for member in history.populations[gen])
+        values = _finite_values(member.fitness for member in history.populations[gen])
         means.append(float(np.mean(values)) if values else math.nan)
-        seen = _finite(c.fitness for c in history.candidates if c.generation <= gen)
+        seen = _finite_values(c.fitness for c in history.candidates if c.generation <= gen)
         best_so_far = max([best_so_far, *seen])
         bests.append(best_so_far if math.isfinite(best_so_far) else math.nan)
     ax.plot(gens, bests, marker="o", label="best so far")
@@ -258,7 +258,7 @@ def markdown_summary(history: RunHistory) -> str:
     return "\n".join(lines)
 
 
-def _best_section(best: Candidate | None) -> list[str]:
+def _best_section(best: CandidateView | None) -> list[str]:
     if best is None:
         return ["No candidate finished training.", ""]
     lines = [f"## Best candidate: `{best.key}` (generation {best.generation})", "",
@@ -333,7 +333,7 @@ def _is_num(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _finite(values: Any) -> list[float]:
+def _finite_values(values: Any) -> list[float]:
     return [float(v) for v in values if _is_num(v)]
 
 

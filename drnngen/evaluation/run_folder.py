@@ -1,35 +1,33 @@
 """A tuning run folder (``drnngen tune``) as evaluation and reports need it.
 
-Candidates, their outcomes and the run parameters come through the tuner's
-:class:`tuner.ledger.Ledger`; each generation's final population is read
-from the ledger's documented ``generations.population_end`` column (the
-Ledger has no reader for it), over a read-only SQLite connection so a
-running tune is never disturbed.
+Candidates, their outcomes, the run parameters and each generation's final
+population come through the tuner's :class:`drnngen.tuner.ledger.Ledger`,
+the only code that reads or writes the ledger's tables.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from codegen.build import DEPLOY, generate
-from codegen.config import parse_config
-from codegen.graph import model_outputs
+from drnngen.codegen.build import DEPLOY, generate
+from drnngen.codegen.config import parse_config
+from drnngen.codegen.graph import model_outputs
 from drnngen.errors import UserError
 from drnngen.evaluation.caffe_log import TrainingCurve, parse_caffe_log
 from drnngen.evaluation.evaluate import NetUnderTest
-from drnngen.evaluation.report import Candidate, Member, RunHistory
-from tuner.codec import describe, from_list
-from tuner.fitness import TRAIN_LOSS_FILE
-from tuner.ledger import LEDGER_FILE, CandidateRow, Ledger
-from tuner.run import TuneParams
-from tuner.space import SearchSpace
+from drnngen.evaluation.report import CandidateView, Member, RunHistory
+from drnngen.tuner.candidate import TRAIN_LOSS_FILE
+from drnngen.tuner.codec import describe, from_list
+from drnngen.tuner.ledger import CandidateRow, Ledger
+from drnngen.tuner.params import TuneParams
+from drnngen.tuner.space import SearchSpace
+from drnngen.vocabulary import short_key
 
 #: What `drnngen evaluate RUN` writes; `drnngen report RUN` embeds it when present.
 EVALUATION_JSON = "evaluation.json"
@@ -47,11 +45,12 @@ def trained_net(run: Path, candidate: str | None = None) -> NetUnderTest:
     if row is None:
         raise UserError(f"{run}: no candidate has trained successfully yet")
     if not row.outcome.ok:
-        raise UserError(f"{run}: candidate {row.key[:16]} did not train ({row.outcome.status}: {row.outcome.error})")
+        raise UserError(f"{run}: candidate {short_key(row.key)} did not train "
+                        f"({row.outcome.status}: {row.outcome.error})")
     weights = Path(row.outcome.caffemodel or "")
     if not weights.is_file():
-        raise UserError(f"{run}: the weights of candidate {row.key[:16]} ({weights}) are gone")
-    label = {"run": str(run), "candidate": row.key[:16], "genotype": describe(row.genotype, space),
+        raise UserError(f"{run}: the weights of candidate {short_key(row.key)} ({weights}) are gone")
+    label = {"run": str(run), "candidate": short_key(row.key), "genotype": describe(row.genotype, space),
              "validation_fitness": row.outcome.fitness}
     return NetUnderTest(_deploy_of(row, run), weights, label)
 
@@ -60,15 +59,16 @@ def run_history(run: Path) -> RunHistory:
     """Everything `drnngen report` plots, read from the run folder."""
     ledger = Ledger.open(run)
     try:
-        rows, space, best = ledger.candidates(), _space(ledger), ledger.best()
+        rows, space, best, populations = ledger.candidates(), _space(ledger), ledger.best(), ledger.populations()
     finally:
         ledger.close()
     candidates = [_candidate(row, space) for row in rows]
-    best_view = next((c for c in candidates if best is not None and c.key == best.key[:16]), None)
+    best_view = next((c for c in candidates if best is not None and c.key == short_key(best.key)), None)
     return RunHistory(
         name=Path(run).resolve().name,
         candidates=candidates,
-        populations=_populations(run, space),
+        populations={gen: [Member(genes_of(m["genotype"], space), _finite_or_none(m.get("fitness")))
+                           for m in members] for gen, members in populations.items()},
         best=best_view,
         best_curve=_curve(best),
         test_metrics=_evaluation(run),
@@ -96,7 +96,7 @@ def _deploy_of(row: CandidateRow, run: Path) -> Path:
     (a result taken from the shared cache was never written into this run)."""
     if row.folder and (Path(row.folder) / DEPLOY).is_file():
         return Path(row.folder) / DEPLOY
-    target = Path(run) / "evaluation" / row.key[:16] / DEPLOY
+    target = Path(run) / "evaluation" / short_key(row.key) / DEPLOY
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(generate(parse_config(yaml.safe_load(row.config)))[DEPLOY])
     return target
@@ -115,30 +115,11 @@ def genes_of(genotype: Sequence[Any], space: SearchSpace) -> dict[str, Any]:
     return genes
 
 
-def _candidate(row: CandidateRow, space: SearchSpace) -> Candidate:
+def _candidate(row: CandidateRow, space: SearchSpace) -> CandidateView:
     out = row.outcome
-    return Candidate(key=row.key[:16], generation=row.generation, genes=genes_of(row.genotype, space),
+    return CandidateView(key=short_key(row.key), generation=row.generation, genes=genes_of(row.genotype, space),
                      fitness=out.fitness if out.ok else None, accuracy=out.accuracy, loss=out.loss,
                      seconds=out.solver_seconds, status=out.status)
-
-
-def _populations(run: Path, space: SearchSpace) -> dict[int, list[Member]]:
-    uri = f"{(Path(run) / LEDGER_FILE).resolve().as_uri()}?mode=ro"
-    try:
-        db = sqlite3.connect(uri, uri=True)
-        try:
-            rows = db.execute("SELECT generation, population_end FROM generations"
-                              " WHERE population_end IS NOT NULL ORDER BY generation").fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise UserError(f"{run}: cannot read the generations of the ledger ({exc})") from None
-    populations = {}
-    for gen, text in rows:
-        members = [m for m in json.loads(text) if m is not None]
-        populations[int(gen)] = [Member(genes_of(m["genotype"], space), _finite(m.get("fitness")))
-                                 for m in members]
-    return populations
 
 
 def _curve(best: CandidateRow | None) -> TrainingCurve:
@@ -187,5 +168,5 @@ def _evaluation(run: Path) -> dict[str, Any] | None:
     return doc
 
 
-def _finite(value: Any) -> float | None:
+def _finite_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

@@ -10,9 +10,10 @@ from drnngen.runner.jobs import (
     Mode,
     NetSummary,
     Phase,
-    Status,
     TrainJob,
     TrainResult,
+    Validation,
+    fitness,
 )
 from drnngen.runner.locate import CaffeInstall, locate_caffe
 from drnngen.runner.run import (
@@ -39,10 +40,11 @@ __all__ = [
     "NetLoad",
     "NetSummary",
     "Phase",
-    "Status",
     "TrainJob",
     "TrainResult",
+    "Validation",
     "caffe_info",
+    "fitness",
     "forward",
     "forward_scores",
     "gpu_available",

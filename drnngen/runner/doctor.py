@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from codegen.validate import layer_types
+from drnngen.codegen.validate import layer_types
 from drnngen.errors import EnvironmentProblem
 from drnngen.runner.jobs import CaffeInfo
 from drnngen.runner.locate import CaffeInstall, locate_caffe

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from drnngen.errors import UserError
+from drnngen.vocabulary import Status
 
 Mode = Literal["cpu", "gpu"]
 Phase = Literal["train", "test"]
-Status = Literal["ok", "failed", "timeout", "nan"]
+StopReason = Literal["max_iter", "patience", "deadline", "nan"]
 
 MODES: tuple[Mode, ...] = ("cpu", "gpu")
 PHASES: tuple[Phase, ...] = ("train", "test")
@@ -37,18 +38,33 @@ def check_phase(phase: str) -> Phase:
     raise UserError(f"phase: {phase!r} is not one of {', '.join(PHASES)}")
 
 
+def fitness(accuracy: float, loss: float) -> float:
+    """The paper's fit(c) = accuracy + 1 / (1 + loss): how a training picks the
+    snapshot it keeps, and how the tuner ranks candidates."""
+    return accuracy + 1.0 / (1.0 + loss)
+
+
 @dataclass(frozen=True)
 class TrainJob:
-    """Train the solver in ``workdir`` for ``iterations`` steps, then test.
+    """Train the solver in ``workdir`` for up to ``iterations`` steps, validating
+    on the way, and keep the best snapshot.
 
     Caffe resolves the relative paths inside the prototxt files (net file,
     HDF5 source lists) from the working directory, so the child runs there.
     ``loss_blob`` is read on the TRAIN net after every step and, with the
     ``accuracy_blobs``, averaged over ``test_iterations`` batches of the TEST
-    net. Train losses are reported as means over ``loss_interval`` steps.
-    ``snapshot`` (relative to workdir, or absolute) receives the trained
-    weights as a .caffemodel; ``log_file`` (relative to workdir) keeps
-    Caffe's glog output.
+    net at every validation point: every ``validate_every`` steps (0: only at
+    the end) and at the last step. The snapshot with the highest
+    :func:`fitness` of ``accuracy_blobs[0]`` and the loss is written to
+    ``snapshot`` (relative to workdir, or absolute) as a .caffemodel; training
+    stops early after ``patience`` validation points without improvement (0:
+    never) and, once the Unix time ``stop_at`` has passed, after the next step
+    (a time budget: the best snapshot so far is the result). ``init_weights``
+    (a .caffemodel or .caffemodel.h5) is copied into the net before the first
+    step, like ``caffe train --weights``. Train losses are reported as means
+    over ``loss_interval`` steps; ``log_file`` (relative to workdir) keeps
+    Caffe's glog output. ``reads`` are the files besides ``workdir`` the job
+    needs (data lists), checked before the child starts.
     """
 
     workdir: Path
@@ -63,6 +79,11 @@ class TrainJob:
     timeout_s: float | None = None
     snapshot: Path | None = None
     log_file: str | None = "caffe.log"
+    validate_every: int = 0
+    patience: int = 0
+    stop_at: float | None = None
+    init_weights: Path | None = None
+    reads: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
@@ -76,6 +97,8 @@ class TrainJob:
             raise UserError(f"gpu_id: must be >= 0, got {self.gpu_id}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise UserError(f"timeout_s: must be > 0, got {self.timeout_s}")
+        if self.validate_every < 0 or self.patience < 0:
+            raise UserError(f"validate_every/patience: must be >= 0, got {self.validate_every}/{self.patience}")
 
     @property
     def snapshot_path(self) -> Path | None:
@@ -95,7 +118,27 @@ class TrainJob:
             "gpu_id": self.gpu_id,
             "loss_interval": self.loss_interval,
             "snapshot": None if snapshot is None else str(snapshot),
+            "validate_every": self.validate_every,
+            "patience": self.patience,
+            "stop_at": self.stop_at,
+            "init_weights": None if self.init_weights is None else str(self.workdir / self.init_weights),
         }
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One validation point: the TEST net's mean loss and accuracies at ``iteration``."""
+
+    iteration: int
+    loss: float
+    accuracy: Mapping[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "loss": self.loss, "accuracy": dict(self.accuracy)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Validation:
+        return cls(int(data["iteration"]), float(data["loss"]), {k: float(v) for k, v in data["accuracy"].items()})
 
 
 @dataclass(frozen=True)
@@ -103,8 +146,12 @@ class TrainResult:
     """The outcome of a TrainJob; failures are values, not exceptions.
 
     ``train_losses`` holds (iteration, mean loss of the interval ending there);
-    ``final_train_loss`` is the last of those means. ``solver_seconds`` counts
-    only the time inside the solver (no process start, no net set-up).
+    ``final_train_loss`` is the last of those means. ``validations`` are every
+    validation point; ``test_loss``/``test_accuracy`` are those of the kept
+    snapshot (``best_iteration``, saved to ``caffemodel``). ``stopped`` says
+    why training ended. ``solver_seconds`` counts only the time inside the
+    solver (no process start, no net set-up, no validation); ``wall_seconds``
+    the whole job, child process included.
     """
 
     status: Status
@@ -116,10 +163,14 @@ class TrainResult:
     caffemodel: Path | None = None
     error: str | None = None
     log: Path | None = None
+    validations: tuple[Validation, ...] = ()
+    best_iteration: int | None = None
+    stopped: StopReason | None = None
+    wall_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == Status.OK
 
     @property
     def final_train_loss(self) -> float | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +28,15 @@ from drnngen.runner.jobs import (
     Mode,
     NetSummary,
     Phase,
-    Status,
     TrainJob,
     TrainResult,
+    Validation,
     check_mode,
     check_phase,
 )
 from drnngen.runner.locate import CaffeInstall, locate_caffe
 from drnngen.runner.process import WorkerRun, run_worker
+from drnngen.vocabulary import Status
 
 INFO_TIMEOUT_S = 120.0
 GPU_BUILD_HINT = "bash scripts/build_caffe.sh --gpu (on a machine with CUDA)"
@@ -120,23 +122,26 @@ def train(job: TrainJob, install: CaffeInstall | None = None) -> TrainResult:
         raise UserError(f"{job.workdir / job.solver}: no such solver file")
     install = install or locate_caffe()
     require_mode(job.mode, install)
+    started = time.perf_counter()
     run = run_worker("train", job.to_wire(), install, cwd=job.workdir, timeout_s=job.timeout_s)
+    wall = time.perf_counter() - started
     log = _keep_log(job, run)
     losses = tuple((int(e["iteration"]), float(e["loss"])) for e in run.of_kind("progress"))
+    validations = tuple(Validation.from_dict(e) for e in run.of_kind("validation"))
     result = run.result
     if result is None:
         seconds = run.of_kind("progress")[-1]["seconds"] if losses else 0.0
-        status: Status = "timeout" if run.timed_out else "failed"
+        status = Status.TIMEOUT if run.timed_out else Status.FAILED
         error = f"timed out after {job.timeout_s:g} s" if run.timed_out else run.error()
         return TrainResult(status=status, iterations_done=losses[-1][0] if losses else 0,
                            train_losses=losses, solver_seconds=float(seconds), error=error,
-                           log=log)
-    return _train_result(result, losses, log)
+                           log=log, validations=validations, wall_seconds=wall)
+    return _train_result(result, losses, validations, log, wall)
 
 
 def _train_result(result: Mapping[str, Any], losses: tuple[tuple[int, float], ...],
-                  log: Path | None) -> TrainResult:
-    status: Status = "nan" if result["status"] == "nan" else "ok"
+                  validations: tuple[Validation, ...], log: Path | None, wall: float) -> TrainResult:
+    status = Status.NAN if result["status"] == Status.NAN else Status.OK
     model = result.get("caffemodel")
     return TrainResult(
         status=status,
@@ -146,8 +151,12 @@ def _train_result(result: Mapping[str, Any], losses: tuple[tuple[int, float], ..
         test_accuracy=dict(result.get("test_accuracy", {})),
         solver_seconds=float(result["solver_seconds"]),
         caffemodel=Path(model) if model else None,
-        error="the training loss became NaN or infinite" if status == "nan" else None,
+        error="the training loss became NaN or infinite" if status == Status.NAN else None,
         log=log,
+        validations=validations,
+        best_iteration=result.get("best_iteration"),
+        stopped=result.get("stopped"),
+        wall_seconds=wall,
     )
 
 

@@ -169,28 +169,81 @@ def _require_blobs(net: Any, names: list[str], which: str) -> None:
         )
 
 
-def _train_steps(solver: Any, job: Event, emit: Emit) -> tuple[str, float]:
-    """Step the solver, emitting interval means; returns (status, seconds)."""
+class _Keeper:
+    """The best validation point so far and its snapshot; counts points without improvement."""
+
+    def __init__(self, job: Event) -> None:
+        self.job = job
+        self.best: Event | None = None
+        self.stale = 0
+
+    def offer(self, net: Any, iteration: int, means: dict[str, float]) -> None:
+        loss = means[self.job["loss_blob"]]
+        accuracy = {k: v for k, v in means.items() if k != self.job["loss_blob"]}
+        top1 = accuracy.get(self.job["accuracy_blobs"][0], 0.0) if self.job["accuracy_blobs"] else 0.0
+        score = top1 + 1.0 / (1.0 + loss) if math.isfinite(loss) and loss > -1.0 else -math.inf
+        if not all(math.isfinite(v) for v in means.values()):
+            score = -math.inf
+        if self.best is not None and score <= self.best["score"]:
+            self.stale += 1
+            return
+        if not math.isfinite(score):
+            return
+        self.best = {"score": score, "iteration": iteration, "loss": loss, "accuracy": accuracy}
+        self.stale = 0
+        if self.job["snapshot"]:
+            net.save(self.job["snapshot"])
+
+    @property
+    def exhausted(self) -> bool:
+        return bool(self.job["patience"]) and self.stale >= self.job["patience"]
+
+
+def _validation_due(job: Event, step: int) -> bool:
+    every = int(job["validate_every"])
+    return step == job["iterations"] or (every > 0 and step % every == 0)
+
+
+def _train_steps(solver: Any, job: Event, emit: Emit, keeper: _Keeper) -> tuple[str, str, float]:
+    """Step the solver, emitting interval means and validation points.
+
+    Returns (status, stop reason, solver seconds); validation time is not
+    solver time.
+    """
     net, blob, interval = solver.net, job["loss_blob"], job["loss_interval"]
+    validate = job["test_iterations"] > 0
+    test_net = _test_net(solver, job["solver"]) if validate else None
+    if test_net is not None:
+        _require_blobs(test_net, [blob, *job["accuracy_blobs"]], "TEST")
     chunk: list[float] = []
-    start = time.perf_counter()
+    seconds = 0.0
     for step in range(1, job["iterations"] + 1):
+        start = time.perf_counter()
         solver.step(1)
+        seconds += time.perf_counter() - start
         loss = float(net.blobs[blob].data)
         if not math.isfinite(loss):
-            return "nan", time.perf_counter() - start
+            return ("ok" if keeper.best is not None else "nan"), "nan", seconds
         chunk.append(loss)
         if len(chunk) == interval or step == job["iterations"]:
             emit({"event": "progress", "iteration": int(solver.iter),
-                  "loss": sum(chunk) / len(chunk), "seconds": time.perf_counter() - start})
+                  "loss": sum(chunk) / len(chunk), "seconds": seconds})
             chunk = []
-    return "ok", time.perf_counter() - start
+        late = job["stop_at"] is not None and time.time() >= job["stop_at"]
+        if test_net is not None and (_validation_due(job, step) or late):
+            means = _test(test_net, job)
+            emit({"event": "validation", "iteration": step, "loss": means[blob],
+                  "accuracy": {k: v for k, v in means.items() if k != blob}})
+            keeper.offer(net, step, means)
+            if keeper.exhausted:
+                return "ok", "patience", seconds
+        if late:
+            return "ok", "deadline", seconds
+    return "ok", "max_iter", seconds
 
 
-def _test(solver: Any, job: Event) -> dict[str, float]:
+def _test(net: Any, job: Event) -> dict[str, float]:
     blobs = [job["loss_blob"], *job["accuracy_blobs"]]
-    net = _test_net(solver, job["solver"])
-    _require_blobs(net, blobs, "TEST")
     sums = dict.fromkeys(blobs, 0.0)
     for _ in range(job["test_iterations"]):
         net.forward()
@@ -204,16 +257,22 @@ def run_train(job: Event, emit: Emit) -> None:
     set_mode(job["mode"], job["gpu_id"])
     solver = caffe.get_solver(job["solver"])
     _require_blobs(solver.net, [job["loss_blob"]], "TRAIN")
-    status, seconds = _train_steps(solver, job, emit)
+    if job.get("init_weights"):
+        solver.net.copy_from(job["init_weights"])
+    keeper = _Keeper(job)
+    status, stopped, seconds = _train_steps(solver, job, emit, keeper)
     result: Event = {"event": "result", "status": status, "iterations_done": int(solver.iter),
-                     "solver_seconds": seconds}
-    if status == "ok" and job["test_iterations"] > 0:
-        means = _test(solver, job)
-        result["test_loss"] = means.pop(job["loss_blob"])
-        result["test_accuracy"] = means
-    if status == "ok" and job["snapshot"]:
-        solver.net.save(job["snapshot"])
+                     "solver_seconds": seconds, "stopped": stopped}
+    if keeper.best is not None:
+        result["test_loss"] = keeper.best["loss"]
+        result["test_accuracy"] = keeper.best["accuracy"]
+        result["best_iteration"] = keeper.best["iteration"]
+        if job["snapshot"]:
+            result["caffemodel"] = job["snapshot"]
+    elif status == "ok" and job["snapshot"] and job["test_iterations"] == 0:
+        solver.net.save(job["snapshot"])  # nothing to select by: the last weights
         result["caffemodel"] = job["snapshot"]
+        result["best_iteration"] = int(solver.iter)
     emit(result)
 
 

@@ -1,0 +1,69 @@
+"""The import rules of docs/ARCHITECTURE.md, read from the source: which
+package of drnngen may import which (a new edge is a design decision, made
+there first)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "drnngen"
+
+# package -> the drnngen packages it may import (besides itself)
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "vocabulary": set(),
+    "codegen": {"errors"},
+    "data": {"errors"},
+    "runner": {"errors", "vocabulary", "codegen"},
+    "bind": {"codegen", "data"},
+    "tuner": {"errors", "vocabulary", "codegen", "data", "bind", "runner"},
+    "evaluation": {"errors", "vocabulary", "codegen", "data", "runner", "tuner"},
+    "cli": {"errors", "vocabulary", "codegen", "data", "bind", "runner", "tuner", "evaluation"},
+}
+
+
+def _package(path: Path) -> str:
+    return path.relative_to(ROOT).parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    """The drnngen packages a module imports (any depth, deferred imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "drnngen" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def _modules() -> list[Path]:
+    """Every module but drnngen/__init__.py; is_dir() follows the drnngen/codegen and
+    drnngen/tuner symlinks to the top-level folders."""
+    top = [p for p in ROOT.glob("*.py") if p.name != "__init__.py"]
+    return sorted(top) + sorted(p for d in ROOT.iterdir() if d.is_dir() for p in d.glob("*.py"))
+
+
+def test_every_package_has_a_rule() -> None:
+    packages = {_package(p) for p in _modules()}
+    assert {"codegen", "tuner", "runner"} <= packages
+    assert packages == set(ALLOWED)
+
+
+@pytest.mark.parametrize("module", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_follow_the_rules(module: Path) -> None:
+    package = _package(module)
+    illegal = _imports(module) - ALLOWED[package] - {package}
+    assert not illegal, f"{module.relative_to(ROOT.parent)} imports drnngen.{', drnngen.'.join(sorted(illegal))}"
+
+
+def test_a_forbidden_edge_is_caught(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text("def f():\n    from drnngen.tuner.ledger import Ledger\n")
+    assert _imports(bad) == {"tuner"}

@@ -1,0 +1,154 @@
+"""The GA's `evaluate_many`: ledger first (never train twice in a run), then the
+shared cache, then training on the executor, each result written the moment
+it exists."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from drnngen.codegen.config import to_mapping
+from drnngen.codegen.graph import model_outputs
+from drnngen.errors import UserError
+from drnngen.runner import TrainResult
+from drnngen.tuner.cache import ResultCache
+from drnngen.tuner.candidate import TRAIN_LOSS_FILE, Candidate, Setting, prepare, train_job, write_files
+from drnngen.tuner.executors import Executor
+from drnngen.tuner.fitness import Outcome, invalid, outcome_of
+from drnngen.tuner.gentune import Evaluation, Interrupted
+from drnngen.tuner.ledger import Ledger
+from drnngen.tuner.payload import Trainer, run_training
+from drnngen.vocabulary import Source, candidate_folder
+
+INVALID_PREFIX = "invalid:"
+
+
+class Progress(Protocol):
+    """The CLI's progress bar (one per generation)."""
+
+    def start(self, gen: int, total: int) -> None: ...
+
+    def advance(self, done: int = 1) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class Silent:
+    """No progress shown."""
+
+    def start(self, gen: int, total: int) -> None:
+        pass
+
+    def advance(self, done: int = 1) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+# A genotype codegen refused: its key and its (invalid) outcome.
+Refused = tuple[str, Outcome]
+
+
+class CandidateEvaluator:
+    """The GA's `evaluate_many`: ledger → cache → training, results in order."""
+
+    def __init__(self, setting: Setting, ledger: Ledger, cache: ResultCache | None, executor: Executor,
+                 run_dir: Path, stop: threading.Event, progress: Progress | None = None,
+                 trainer: Trainer | None = None) -> None:
+        self.setting, self.ledger, self.cache, self.executor = setting, ledger, cache, executor
+        self.run_dir, self.stop, self.trainer = run_dir, stop, trainer
+        self.progress: Progress = progress or Silent()
+        self._prepared: dict[tuple[Any, ...], Candidate | Refused] = {}
+
+    def __call__(self, individuals: Sequence[Any]) -> list[Evaluation]:
+        items = [self._prepare(ind) for ind in individuals]
+        keys = [item.key if isinstance(item, Candidate) else item[0] for item in items]
+        results: dict[str, Outcome] = {}
+        sources: list[Source] = []
+        todo: list[Candidate] = []
+        for item, key in zip(items, keys, strict=True):
+            if key in results or any(c.key == key for c in todo):
+                sources.append(Source.DUPLICATE)
+            else:
+                sources.append(self._known(item, key, results, todo))
+        self._train_all(todo, results)
+        self.ledger.record_evaluations(
+            [(pos, key, src) for pos, (key, src) in enumerate(zip(keys, sources, strict=True))]
+        )
+        return [Evaluation(results[key].fitness, cached=src != Source.TRAINED, failed=not results[key].ok)
+                for key, src in zip(keys, sources, strict=True)]
+
+    def _prepare(self, individual: Any) -> Candidate | Refused:
+        genotype = tuple(individual)
+        if genotype not in self._prepared:
+            try:
+                self._prepared[genotype] = prepare(genotype, self.setting)
+            except UserError as exc:  # codegen refused it: a failure of this genotype, not of the run
+                self._prepared[genotype] = (INVALID_PREFIX + json.dumps(list(genotype)), invalid(str(exc)))
+        return self._prepared[genotype]
+
+    def _known(self, item: Candidate | Refused, key: str, results: dict[str, Outcome],
+               todo: list[Candidate]) -> Source:
+        """Fill `results` from the ledger or the cache, or queue the training; the source."""
+        known = self.ledger.outcome(key)
+        if known is not None:
+            results[key] = known
+            return Source.LEDGER
+        if not isinstance(item, Candidate):
+            results[key] = item[1]
+            self.ledger.record_candidate(key, json.loads(key.removeprefix(INVALID_PREFIX)), "", item[1],
+                                         random_seed=None, folder=None, source=Source.INVALID)
+            return Source.INVALID
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            results[key] = cached
+            self._record(item, cached, Source.CACHE)
+            return Source.CACHE
+        todo.append(item)
+        return Source.TRAINED
+
+    def _train_all(self, todo: list[Candidate], results: dict[str, Outcome]) -> None:
+        self.progress.start(self.ledger.generation, len(todo))
+        try:
+            jobs = []
+            for candidate in todo:
+                folder = self.folder(candidate.key).resolve()
+                write_files(candidate, folder)
+                jobs.append(train_job(candidate, folder, self.setting))
+            run = functools.partial(run_training, trainer=self.trainer)
+            for index, result in self.executor.imap_unordered(run, jobs, stop=self.stop):
+                candidate = todo[index]
+                outcome = self._outcome(candidate, result)
+                self._record(candidate, outcome, Source.TRAINED)
+                if self.cache is not None:
+                    self.cache.put(candidate.key, outcome)
+                results[candidate.key] = outcome
+                self.progress.advance()
+        finally:
+            self.progress.finish()
+        if any(c.key not in results for c in todo):
+            raise Interrupted  # the stop event skipped trainings that had not started
+
+    def _outcome(self, candidate: Candidate, result: TrainResult) -> Outcome:
+        """The ledger's outcome of a training; its train losses go beside it for the report."""
+        if result.train_losses:
+            (self.folder(candidate.key) / TRAIN_LOSS_FILE).write_text(
+                json.dumps([[int(i), float(v)] for i, v in result.train_losses]))
+        return outcome_of(result, model_outputs(candidate.config)[1])
+
+    def folder(self, key: str) -> Path:
+        return candidate_folder(self.run_dir, key)
+
+    def _record(self, candidate: Candidate, outcome: Outcome, source: Source) -> None:
+        self.ledger.record_candidate(
+            candidate.key, candidate.genotype, yaml.safe_dump(to_mapping(candidate.config), sort_keys=False),
+            outcome, random_seed=candidate.random_seed, folder=self.folder(candidate.key), source=source,
+        )
+

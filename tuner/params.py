@@ -1,0 +1,50 @@
+"""What decides a run's result (`TuneParams`, kept in the ledger) and how it
+executes (`Resources`, free to change between a run and its resume)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drnngen.codegen.config import DRNNConfig, parse_config
+from drnngen.tuner.space import SearchSpace, parse_space
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    """What decides a run's result. Stored in the ledger; a resume reads it back."""
+
+    data: str
+    generations: int
+    population: int
+    pc: float
+    pm: float
+    strategy: str
+    seed: int
+    iterations: int | None
+    epochs: float | None
+    mode: str
+    timeout_s: float | None
+    base: dict[str, Any]  # codegen.config.to_mapping of the base config
+    space: dict[str, Any]  # tuner.space.space_mapping
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TuneParams:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+    def base_config(self) -> DRNNConfig:
+        return parse_config(self.base)
+
+    def search_space(self) -> SearchSpace:
+        return parse_space(self.space)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """How a run executes; may differ between a run and its resume."""
+
+    workers: int = 1
+    gpus: tuple[int, ...] = ()
+    cache_dir: Path | None = None
+    scheduler: str | None = None  # a Dask scheduler's address: evaluate there instead of locally
