@@ -64,7 +64,7 @@ def test_compare_scores_every_model_on_the_same_labels(tmp_path: Path) -> None:
     perfect[np.arange(3), test.labels] = 0.7
     result = compare(test, [1, 2], standard_baselines(train, PAGE_ITEM, N, shrink=0.0), perfect,
                      context={"split": "test"})
-    assert list(result.results) == ["DRNN", "POP", "S-POP", "item-kNN"]
+    assert list(result.results) == ["DRNN", "POP", "S-POP", "item-kNN", "SKNN", "V-SKNN"]
     assert result.results["DRNN"].accuracy == {1: 1.0, 2: 1.0}
     # POP counts [0, 2, 0, 2]: item 1 ties with item 3 → rank 2; items 0 and 2 tie at rank 4.
     assert result.results["POP"].accuracy == pytest.approx({1: 0.0, 2: 1 / 3})

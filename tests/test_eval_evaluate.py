@@ -83,7 +83,7 @@ def test_evaluate_net_scores_the_net_on_the_test_rows_in_order(dataset: Path, tm
     manifest = load_manifest(dataset)
     page_item = page_item_map(manifest)
     result = evaluate_net(_deploy(tmp_path), dataset, [1, 20], scores_of=last_page_scores(page_item, manifest.items))
-    assert list(result.results) == ["DRNN", "POP", "S-POP", "item-kNN"]
+    assert list(result.results) == ["DRNN", "POP", "S-POP", "item-kNN", "SKNN", "V-SKNN"]
     # Worked out independently: a hit at K=1 exactly when the newest page is the bought item's page
     # (then it alone scores 1; otherwise the target ties with the other zeros, pessimistically).
     pages, labels = _test_rows(dataset)
@@ -92,8 +92,9 @@ def test_evaluate_net_scores_the_net_on_the_test_rows_in_order(dataset: Path, tm
     assert result.results["DRNN"].samples == manifest.test_samples
     assert result.context["window"] == WINDOW and result.context["run"] == "r1"
     # The synthetic sessions drift toward the goal: reading the session beats popularity.
-    pop, spop, knn = (result.results[m].recall[20] for m in ("POP", "S-POP", "item-kNN"))
-    assert spop > pop + 0.2 and knn > pop + 0.2
+    pop, spop, knn, sknn, vsknn = (result.results[m].recall[20] for m in ("POP", "S-POP", "item-kNN", "SKNN", "V-SKNN"))
+    assert spop > pop + 0.2 and knn > pop + 0.2 and sknn > pop + 0.2 and vsknn > pop + 0.2
+    assert (result.context["sknn_k"], result.context["sknn_sample"]) == (100, 500)
 
 
 def test_evaluate_net_rejects_a_net_of_another_dataset(dataset: Path, tmp_path: Path) -> None:
@@ -114,21 +115,27 @@ def test_cli_evaluate_with_deploy_and_weights(dataset: Path, tmp_path: Path, mon
     monkeypatch.setattr("drnngen.evaluation.evaluate._runner_scores",
                         last_page_scores(page_item_map(manifest), manifest.items))
     net = _deploy(tmp_path / "net")
-    result = CliRunner().invoke(cli, ["evaluate", "--data", str(dataset), "--k", "20,1",
-                                      "--deploy", str(net.deploy), "--weights", str(net.weights)])
+    result = CliRunner().invoke(cli, ["evaluate", "--data", str(dataset), "--k", "20,1", "--sknn-k", "50",
+                                      "--sknn-sample", "200", "--deploy", str(net.deploy), "--weights",
+                                      str(net.weights)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"{manifest.test_samples} test samples; Acc = top-K accuracy, Rec = Recall@K, MRR = MRR@K"
-    assert [line.split()[0] for line in lines[2:6]] == ["DRNN", "POP", "S-POP", "item-kNN"]
+    assert [line.split()[0] for line in lines[2:8]] == ["DRNN", "POP", "S-POP", "item-kNN", "SKNN", "V-SKNN"]
     written = tmp_path / "net" / "evaluation.json"  # beside the weights when there is no RUN
     assert f"wrote {written}" in result.output
     doc = json.loads(written.read_text())
-    assert doc["ks"] == [1, 20] and set(doc["models"]) == {"DRNN", "POP", "S-POP", "item-kNN"}
+    assert doc["ks"] == [1, 20] and set(doc["models"]) == {"DRNN", "POP", "S-POP", "item-kNN", "SKNN", "V-SKNN"}
+    assert (doc["context"]["sknn_k"], doc["context"]["sknn_sample"]) == (50, 200)
     assert "## MRR@K" in (tmp_path / "net" / "evaluation.md").read_text()
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--k", "0"], "error: --k: every K must be >= 1"),
+    (["--sknn-k", "0"], "error: --sknn-k: the number of neighbours must be >= 1, got 0"),
+    (["--sknn-k", "-5"], "error: --sknn-k: the number of neighbours must be >= 1, got -5"),
+    (["--sknn-sample", "0"], "error: --sknn-sample: the number of candidate sessions must be >= 1, got 0"),
+    (["--sknn-sample", "-1", "--deploy", "d", "--weights", "w"], "error: --sknn-sample"),
     (["--deploy", "x.prototxt"], "error: --deploy and --weights go together"),
     ([], "error: give RUN (a tuning run folder) or --deploy and --weights"),
     (["--deploy", "d", "--weights", "w", "--candidate", "c1"], "does not combine"),
@@ -137,3 +144,12 @@ def test_cli_evaluate_user_errors(dataset: Path, args: list[str], message: str) 
     result = CliRunner().invoke(cli, ["evaluate", "--data", str(dataset), *args])
     assert result.exit_code == 2
     assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_evaluate_help_shows_the_sknn_defaults() -> None:
+    result = CliRunner().invoke(cli, ["evaluate", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--sknn-k INTEGER" in text and "[default: 100]" in text
+    assert "--sknn-sample INTEGER" in text and "[default: 500]" in text

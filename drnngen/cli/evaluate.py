@@ -28,20 +28,27 @@ if TYPE_CHECKING:  # the evaluation stack (numpy, h5py, matplotlib) loads only w
               help="Folder for evaluation.json and evaluation.md (default: RUN, else the weights' folder).")
 @click.option("--shrink", type=float, default=20.0, show_default=True,
               help="item-kNN's similarity regulariser λ (GRU4Rec's default).")
+@click.option("--sknn-k", "sknn_k", type=int, default=100, show_default=True,
+              help="SKNN and V-SKNN: neighbour sessions that score the items (session-rec's default).")
+@click.option("--sknn-sample", "sknn_sample", type=int, default=500, show_default=True,
+              help="SKNN and V-SKNN: candidates, the most recent train sessions sharing an item with the "
+                   "session (session-rec's default).")
 def evaluate(run: Path | None, data: Path, ks: str, candidate: str | None, deploy: Path | None,
-             weights: Path | None, output: Path | None, shrink: float) -> None:
+             weights: Path | None, output: Path | None, shrink: float, sknn_k: int, sknn_sample: int) -> None:
     """Top-K accuracy, Recall@K and MRR@K on the TEST split for RUN's best (or --candidate) net,
-    and for the baselines POP, S-POP and item-kNN on the same samples.
+    and for the baselines POP, S-POP, item-kNN, SKNN and V-SKNN on the same samples.
 
     Any trained net works too: --deploy deploy.prototxt --weights model.caffemodel.
     """
+    from drnngen.evaluation.baselines import check_sknn_options
     from drnngen.evaluation.compare import write_outputs
     from drnngen.evaluation.evaluate import evaluate_net
     from drnngen.evaluation.metrics import parse_ks
 
-    cutoffs = parse_ks(ks)  # a bad --k fails before any data is read
+    cutoffs = parse_ks(ks)  # a bad --k (or --sknn-k, --sknn-sample) fails before any data is read
+    check_sknn_options(sknn_k, sknn_sample)
     net = _net_under_test(run, candidate, deploy, weights)
-    comparison = evaluate_net(net, data, cutoffs, shrink=shrink)
+    comparison = evaluate_net(net, data, cutoffs, shrink=shrink, sknn_k=sknn_k, sknn_sample=sknn_sample)
     click.echo(comparison.to_text(), nl=False)
     folder = output or run or net.weights.parent
     stem = f"evaluation-{candidate}" if candidate else "evaluation"

@@ -21,7 +21,19 @@ import numpy as np
 import numpy.typing as npt
 
 from drnngen.errors import UserError
-from drnngen.evaluation.baselines import Baseline, IntArray, ItemKNN, Pop, SessionPop, Sessions
+from drnngen.evaluation.baselines import (
+    SKNN_K,
+    SKNN_SAMPLE,
+    Baseline,
+    IntArray,
+    ItemKNN,
+    Pop,
+    SessionKNN,
+    SessionPop,
+    Sessions,
+    TrainSessions,
+    VSessionKNN,
+)
 from drnngen.evaluation.metrics import RankingMetrics, metrics_from_ranks, parse_ks, target_ranks
 
 DRNN = "DRNN"
@@ -80,7 +92,9 @@ class Comparison:
 NOTE = ("Ranks are pessimistic on ties (an item scored equal to the target counts as ranked above it, "
         "as in Caffe's Accuracy layer). With one bought item per sample Recall@K equals top-K accuracy. "
         "POP: most bought in train; S-POP: most viewed in the session, then POP; item-kNN: session "
-        "co-occurrence cosine to the last viewed item, then POP.")
+        "co-occurrence cosine to the last viewed item, then POP; SKNN: summed cosine similarities of the k "
+        "most similar of the most recent train sessions sharing an item with the session, then POP; "
+        "V-SKNN: the same with the session's views weighted by a linear decay of their position, then POP.")
 
 
 def _bold(text: str, on: bool) -> str:
@@ -104,9 +118,13 @@ def compare(test: Sessions, ks: Iterable[int] | str, baselines: Sequence[Baselin
     return Comparison(cutoffs, results, dict(context or {}))
 
 
-def standard_baselines(train: Sessions, page_item: IntArray, items: int, shrink: float = 20.0) -> list[Baseline]:
-    """POP, S-POP and item-kNN fitted on the train split."""
-    return [Pop(train, items), SessionPop(train, page_item, items), ItemKNN(train, page_item, items, shrink)]
+def standard_baselines(train: Sessions, page_item: IntArray, items: int, shrink: float = 20.0, *,
+                       sknn_k: int = SKNN_K, sknn_sample: int = SKNN_SAMPLE) -> list[Baseline]:
+    """POP, S-POP, item-kNN, SKNN and V-SKNN fitted on the train split (SKNN and V-SKNN share one index)."""
+    index = TrainSessions.build(train, page_item, items)
+    return [Pop(train, items), SessionPop(train, page_item, items), ItemKNN(train, page_item, items, shrink),
+            SessionKNN(train, page_item, items, sknn_k, sknn_sample, index=index),
+            VSessionKNN(train, page_item, items, sknn_k, sknn_sample, index=index)]
 
 
 # --- reading prepared data -------------------------------------------------------------

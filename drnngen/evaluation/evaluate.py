@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from drnngen.data.manifest import Manifest, load_manifest
 from drnngen.errors import UserError
-from drnngen.evaluation.baselines import IntArray
+from drnngen.evaluation.baselines import SKNN_K, SKNN_SAMPLE, IntArray
 from drnngen.evaluation.compare import Comparison, compare, deploy_window, load_sessions, standard_baselines
 
 #: The deploy net's output: softmax of the last state's scores (codegen.graph.build_deploy_graph).
@@ -37,8 +37,9 @@ class NetUnderTest:
 
 
 def evaluate_net(net: NetUnderTest, data: Path, ks: Iterable[int] | str, *, shrink: float = 20.0,
+                 sknn_k: int = SKNN_K, sknn_sample: int = SKNN_SAMPLE,
                  scores_of: ScoreFn | None = None) -> Comparison:
-    """Top-K accuracy, Recall@K and MRR@K of the net and of POP, S-POP, item-kNN on the test split."""
+    """Top-K accuracy, Recall@K and MRR@K of the net and of POP, S-POP, item-kNN, SKNN, V-SKNN on the test split."""
     for path, what in ((net.deploy, "deploy net"), (net.weights, "weights")):
         if not path.is_file():
             raise UserError(f"{path}: no such {what} file")
@@ -53,10 +54,10 @@ def evaluate_net(net: NetUnderTest, data: Path, ks: Iterable[int] | str, *, shri
         raise UserError(f"{net.deploy}: the net scores {scores.shape[-1]} items but {data} has "
                         f"N={manifest.items}; was it built for this dataset (`drnngen build --data`)?")
     baselines = standard_baselines(load_sessions(sources["train"]), page_item_map(manifest),
-                                   manifest.items, shrink)
+                                   manifest.items, shrink, sknn_k=sknn_k, sknn_sample=sknn_sample)
     context = {**net.label, "deploy": str(net.deploy), "weights": str(net.weights), "data": str(manifest.root),
                "split": "test", "window": window, "items": manifest.items, "target": manifest.target,
-               "item_knn_shrink": shrink}
+               "item_knn_shrink": shrink, "sknn_k": sknn_k, "sknn_sample": sknn_sample}
     return compare(test, ks, baselines, scores, context)
 
 
