@@ -8,7 +8,7 @@ DRNNGEN := $(VENV)/bin/drnngen
 INSTALLED := $(VENV)/.installed
 export DRNNGEN_CACHE ?= $(HOME)/.cache/drnngen
 
-.PHONY: help setup system-deps caffe venv demo test test-fast lint golden bench doctor clean
+.PHONY: help setup system-deps caffe venv demo test test-fast lint golden bench quality doctor clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -58,7 +58,8 @@ demo: setup  ## run the whole pipeline on a bundled synthetic example (out/demo)
 test: setup  ## the whole suite (the README's test command; CI runs it)
 	$(PY) -m pytest
 
-test-fast: venv  ## tests that need no Caffe build
+# Runs on a machine without Caffe (a test that needs it is marked `caffe`); CI runs it first.
+test-fast: venv  ## tests that need no Caffe build (no `caffe` or `slow` marker)
 	$(PY) -m pytest -m "not caffe and not slow"
 
 lint: venv  ## ruff + mypy
@@ -70,6 +71,14 @@ golden: venv  ## rewrite tests/golden/ on purpose (review the diff!)
 
 bench: setup  ## speed/memory figures and ratios
 	$(PY) -m benchmarks
+
+QUALITY_MINUTES ?= 15
+# DRNN vs POP/S-POP/item-kNN/SKNN/V-SKNN at Recall@20 and MRR@20 on MovieLens-100k
+# (fetched from the recbole wheel into $(DRNNGEN_CACHE)/datasets) and a synthetic shop
+# log (purchase and next-item): prepare, tune --time-budget, evaluate, per log. Three
+# logs, so about 3 x QUALITY_MINUTES. QUALITY_TUNE_ARGS is appended to each `tune`.
+quality: setup  ## DRNN vs every baseline on real and synthetic logs (out/quality; QUALITY_MINUTES=15 per log)
+	$(PY) -m benchmarks.bench_quality --minutes $(QUALITY_MINUTES) --out out/quality
 
 doctor: venv  ## where is Caffe, what can it do
 	$(DRNNGEN) doctor

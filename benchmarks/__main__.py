@@ -1,4 +1,7 @@
-"""Run every benchmarks/bench_*.py module's `main()` in name order (or those named)."""
+"""Run every benchmarks/bench_*.py module's `main()` in name order (or those named).
+
+`bench_quality` (`make quality`: tens of minutes of tuning) runs only when named.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,15 @@ import time
 
 import benchmarks
 
+#: Modules `make bench` skips unless named: they have their own make target.
+SEPARATE = frozenset({"bench_quality"})
+
 
 def main(selected: list[str]) -> None:
     names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
     for name in names:
-        if selected and name.removeprefix("bench_") not in selected:
+        wanted = name.removeprefix("bench_") in selected if selected else name not in SEPARATE
+        if not wanted:
             continue
         print(f"== {name}", flush=True)
         start = time.perf_counter()

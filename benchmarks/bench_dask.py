@@ -25,7 +25,7 @@ def _on_cluster(root: Path, name: str, workers: int, params: TuneParams) -> tupl
 
 
 def main() -> None:
-    from tests.test_tuner_ledger import make_dataset
+    from tests.tuner_support import make_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
         root = Path(tmp)

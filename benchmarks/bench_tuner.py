@@ -57,7 +57,7 @@ def _seconds(run_dir: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    from tests.test_tuner_ledger import make_dataset
+    from tests.tuner_support import make_dataset
 
     os.environ["OPENBLAS_NUM_THREADS"] = "1"  # inherited by every Caffe child
     with tempfile.TemporaryDirectory(prefix="bench-tuner-") as tmp:

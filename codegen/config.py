@@ -37,6 +37,9 @@ FILLERS = ("xavier", "msra", "gaussian", "uniform", "constant")
 SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 LR_POLICIES = ("fixed", "step", "exp", "inv", "poly", "sigmoid")
 SOLVER_MODES = ("CPU", "GPU")
+# `repeat` and `tied` read a fixed [M+1, N] float32 map R from a weights file;
+# past this size a config is refused rather than left to exhaust memory.
+FIXED_MAP_LIMIT = 512 * 2**20
 
 
 def _doc(text: str, **bounds: float) -> dict[str, Any]:
@@ -85,6 +88,29 @@ class ModelConfig:
         default=0.01, metadata=_doc("std (gaussian) or half-range (uniform) of the weight filler", gt=0)
     )
     bias_value: float = field(default=0.0, metadata=_doc("constant the biases start at"))
+    dropout: tuple[float, ...] = field(
+        default=(0.0,),
+        metadata=_doc(
+            "dropout probability p_i after f_i, TRAIN phase only: one value or a list of `layers`; "
+            "0 = no Dropout layer; 0 <= p < 1",
+            min=0, lt=1,
+        ),
+    )
+    repeat: bool = field(
+        default=False,
+        metadata=_doc(
+            "repeat path: each state's scores also get the session's own items, one learned scalar per lag "
+            "(needs the fixed page→item map, drnngen.bind.repeat_weights)"
+        ),
+    )
+    repeat_init: float = field(default=1.0, metadata=_doc("initial value of the repeat path's learned scalars"))
+    tied: bool = field(
+        default=False,
+        metadata=_doc(
+            "tied embeddings: the top projection scores pages through `emb`, mapped to items by the fixed "
+            "page→item map (needs widths[l-1] == widths[0] and drnngen.bind.repeat_weights)"
+        ),
+    )
     fnn: FNNConfig | None = field(default=None, metadata=_doc("FNN block (keys fnn.*); absent or null = no FNN"))
 
 
@@ -236,6 +262,9 @@ def _parse_scalar(hint: type[Any], value: object, fld: dataclasses.Field[Any], k
     above = fld.metadata.get("gt")
     if above is not None and value <= above:
         errors.append(f"{key}: must be > {above}, got {value}")
+    below = fld.metadata.get("lt")
+    if below is not None and value >= below:
+        errors.append(f"{key}: must be < {below}, got {value}")
     return value
 
 
@@ -275,6 +304,8 @@ def _cross_checks(cfg: DRNNConfig) -> list[str]:
         _per_layer(m.widths, m.layers, "model.widths", errors)
     for act in _per_layer(m.activations, m.layers, "model.activations", errors):
         _activation(act, "model.activations", errors)
+    _per_layer(m.dropout, m.layers, "model.dropout", errors)
+    errors.extend(_fixed_map_checks(cfg))
     if m.fnn is not None:
         _per_layer(m.fnn.widths, m.fnn.layers, "model.fnn.widths", errors)
         for act in _per_layer(m.fnn.activations, m.fnn.layers, "model.fnn.activations", errors):
@@ -296,6 +327,29 @@ def _cross_checks(cfg: DRNNConfig) -> list[str]:
     return errors
 
 
+def _fixed_map_checks(cfg: DRNNConfig) -> list[str]:
+    """`tied` needs the top layer as wide as the embedding; `repeat`/`tied` hold R in memory."""
+    errors: list[str] = []
+    m = cfg.model
+    if m.tied and (m.widths is None or len(m.widths) in (1, m.layers)):
+        top, embedding = widths(cfg)[-1], widths(cfg)[0]
+        if top != embedding:
+            errors.append(f"model.tied: needs widths[l-1] == widths[0] (the top layer scores pages through "
+                          f"`emb`), got widths[{m.layers - 1}] = {top} and widths[0] = {embedding}")
+    if m.repeat or m.tied:
+        size = fixed_map_bytes(cfg)
+        if size > FIXED_MAP_LIMIT:
+            key = "model.repeat" if m.repeat else "model.tied"
+            errors.append(f"{key}: the fixed page→item map R is (M+1)×N = {cfg.data.pages + 1}×{cfg.data.items} "
+                          f"float32, {size / 2**20:.0f} MiB, over the {FIXED_MAP_LIMIT // 2**20} MiB limit")
+    return errors
+
+
+def fixed_map_bytes(cfg: DRNNConfig) -> int:
+    """Bytes of the fixed page→item map R ([M+1, N] float32) of `repeat` and `tied`."""
+    return (cfg.data.pages + 1) * cfg.data.items * 4
+
+
 def widths(cfg: DRNNConfig) -> tuple[int, ...]:
     """Per-layer widths E_0..E_{l-1} (a single value is repeated)."""
     if cfg.model.widths is None:
@@ -306,6 +360,11 @@ def widths(cfg: DRNNConfig) -> tuple[int, ...]:
 def activations(cfg: DRNNConfig) -> tuple[str, ...]:
     """Per-layer Caffe activation types f_0..f_{l-1}."""
     return tuple(ACTIVATIONS[a.lower()] for a in _expand(cfg.model.activations, cfg.model.layers))
+
+
+def dropouts(cfg: DRNNConfig) -> tuple[float, ...]:
+    """Per-layer dropout probabilities p_0..p_{l-1} (0: no Dropout layer)."""
+    return _expand(cfg.model.dropout, cfg.model.layers)
 
 
 def fnn_layers(fnn: FNNConfig) -> tuple[tuple[int, str], ...]:

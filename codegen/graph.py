@@ -12,11 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from drnngen.codegen.config import DRNNConfig, activations, fnn_layers, widths
+from drnngen.codegen.config import DRNNConfig, activations, dropouts, fnn_layers, widths
 
 TRAIN, TEST = "TRAIN", "TEST"
 WEIGHT = (1.0, 1.0)  # (lr_mult, decay_mult): Caffe's convention for weights …
 BIAS = (2.0, 0.0)  # … and for biases
+SCALAR = (1.0, 0.0)  # learned scalars and slopes (PReLU, the repeat path's β): no decay
+FIXED = (0.0, 0.0)  # never learned: the page→item map R
+REPEAT_MAP = "repeat_map"  # the shared name of R ([M+1, N]), read from a weights file
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ def build_graph(cfg: DRNNConfig) -> NetGraph:
     fnn = _fnn(cfg) if cfg.model.fnn is not None else []
     for t in range(w):
         layers += _state(cfg, t)
+        if cfg.model.repeat:
+            layers.append(_repeat_map(cfg, t))
         if t == w - 1:
             layers += fnn  # joined into the last state's scores only
         layers += _score(cfg, t)
@@ -129,13 +134,35 @@ def build_deploy_graph(cfg: DRNNConfig) -> NetGraph:
     return NetGraph(cfg.name, tuple(kept), graph.comment)
 
 
+def fixed_map_layers(cfg: DRNNConfig) -> tuple[Layer, ...]:
+    """The layers a weights file must give the fixed map R (`repeat_map`) to:
+    its owner in the TRAIN/TEST net and its owner in the deploy net (the first
+    layer declaring it, the only one whose entry Caffe's
+    CopyTrainedLayersFromHDF5 requires; the others share its blob). Empty when
+    neither `repeat` nor `tied` is on."""
+    owners: dict[str, Layer] = {}
+    for graph in (build_graph(cfg), build_deploy_graph(cfg)):
+        first = next((layer for layer in graph.layers if any(p.name == REPEAT_MAP for p in layer.params)), None)
+        if first is not None:
+            owners.setdefault(first.name, first)
+    return tuple(owners.values())
+
+
 def _comment(cfg: DRNNConfig) -> str:
     m = cfg.model
-    return (
+    text = (
         f"w={m.states} l={m.layers} h={m.shortcut} widths={list(widths(cfg))} "
         f"activations={list(activations(cfg))} history={'on' if m.history else 'off'} "
         f"fnn={'on' if m.fnn is not None else 'off'} M={cfg.data.pages} N={cfg.data.items}"
     )
+    # options beyond the paper are named only when on, so the paper's nets read as before
+    if any(dropouts(cfg)):
+        text += f" dropout={list(dropouts(cfg))}"
+    if m.repeat:
+        text += " repeat=on"
+    if m.tied:
+        text += " tied=on"
+    return text
 
 
 def _ancestors(layers: list[Layer], output: str) -> list[Layer]:
@@ -180,15 +207,20 @@ def _state(cfg: DRNNConfig, t: int) -> list[Layer]:
 def _previous_state_layer(cfg: DRNNConfig, t: int, i: int) -> str | None:
     """a_i(t-1): the previous state's layer i, the history state's for t = 0, or none."""
     if t > 0:
-        return f"s{t - 1}_h{i}"
-    return f"hist_h{i}" if cfg.model.history else None
+        return _output(cfg, f"s{t - 1}", i)
+    return _output(cfg, "hist", i) if cfg.model.history else None
+
+
+def _output(cfg: DRNNConfig, prefix: str, i: int) -> str:
+    """The blob every reader of a_i takes: `{prefix}_h{i}`, or its Dropout's top."""
+    return f"{prefix}_drop{i}" if dropouts(cfg)[i] > 0 else f"{prefix}_h{i}"
 
 
 def _inputs(cfg: DRNNConfig, t: int, i: int) -> list[Layer]:
     """The non-recurrent terms of a_i(t): Z_0 V_t + z_θ θ(p_t) + b_0, or Z_i a_{i-1}(t) + b_i."""
     width = widths(cfg)[i]
     if i > 0:
-        return [_inner_product(cfg, f"s{t}_z{i}", f"s{t}_h{i - 1}", width, f"Z{i}", f"b{i}")]
+        return [_inner_product(cfg, f"s{t}_z{i}", _output(cfg, f"s{t}", i - 1), width, f"Z{i}", f"b{i}")]
     embed = Layer(
         f"s{t}_emb", "Embed", (f"page_{t}",), (f"s{t}_emb",),
         params=(Param("emb", *WEIGHT),),
@@ -201,12 +233,18 @@ def _inputs(cfg: DRNNConfig, t: int, i: int) -> list[Layer]:
 
 
 def _neuron(cfg: DRNNConfig, prefix: str, i: int, terms: list[Layer], previous: str | None) -> list[Layer]:
-    """a_i = f_i(sum of terms [+ W_i a_i(previous)]): Eltwise SUM, then f_i in place."""
+    """a_i = f_i(sum of terms [+ W_i a_i(previous)]): Eltwise SUM, then f_i in place,
+    then Dropout when p_i > 0 — not in place: Sigmoid's, TanH's and ELU's backward
+    pass reads their top, which an in-place Dropout would have rescaled."""
     if previous is not None:
         terms = [*terms, _inner_product(cfg, f"{prefix}_w{i}", previous, widths(cfg)[i], f"W{i}", None)]
     top = f"{prefix}_h{i}"
-    layers = _sum(terms, top)
-    return [*layers, _activation(activations(cfg)[i], f"{top}_act", top, f"P{i}")]
+    layers = [*_sum(terms, top), _activation(activations(cfg)[i], f"{top}_act", top, f"P{i}")]
+    ratio = dropouts(cfg)[i]
+    if ratio > 0:
+        drop = _output(cfg, prefix, i)
+        layers.append(Layer(drop, "Dropout", (top,), (drop,), settings={"dropout_param": {"dropout_ratio": ratio}}))
+    return layers
 
 
 def _sum(terms: list[Layer], top: str, extra: tuple[str, ...] = ()) -> list[Layer]:
@@ -224,7 +262,7 @@ def _sum(terms: list[Layer], top: str, extra: tuple[str, ...] = ()) -> list[Laye
 
 def _activation(kind: str, name: str, blob: str, shared: str) -> Layer:
     # PReLU's slopes are weights too: shared across states like W_i and Z_i.
-    params = (Param(shared, 1.0, 0.0),) if kind == "PReLU" else ()
+    params = (Param(shared, *SCALAR),) if kind == "PReLU" else ()
     return Layer(name, kind, (blob,), (blob,), params)
 
 
@@ -232,15 +270,19 @@ def _inner_product(
     cfg: DRNNConfig, name: str, bottom: str, width: int, weight: str, bias: str | None,
     transpose: bool = False,
 ) -> Layer:
-    params = [Param(weight, *WEIGHT)]
+    fixed = weight == REPEAT_MAP  # R is loaded from a weights file and never learned
+    params = [Param(weight, *(FIXED if fixed else WEIGHT))]
     settings: dict[str, Any] = {"num_output": width, "bias_term": bias is not None}
     if transpose:
         settings["transpose"] = True
-    settings["weight_filler"] = _weight_filler(cfg)
+    settings["weight_filler"] = _FIXED_FILLER if fixed else _weight_filler(cfg)
     if bias is not None:
         params.append(Param(bias, *BIAS))
         settings["bias_filler"] = {"type": "constant", "value": cfg.model.bias_value}
     return Layer(name, "InnerProduct", (bottom,), (name,), tuple(params), {"inner_product_param": settings})
+
+
+_FIXED_FILLER = {"type": "constant", "value": 0.0}  # R until its weights file is loaded
 
 
 def _weight_filler(cfg: DRNNConfig) -> dict[str, Any]:
@@ -257,18 +299,58 @@ def _weight_filler(cfg: DRNNConfig) -> dict[str, Any]:
 # --- lines 10-11 and 19-24: scores (top + shortcut projections) and loss ------
 
 def _score(cfg: DRNNConfig, t: int) -> list[Layer]:
-    """s{t}_score = out_{l-1} a_{l-1}(t) + Σ_{i<h} out_i a_i(t) (+ the FNN's, last state).
+    """s{t}_score = out_{l-1} a_{l-1}(t) + Σ_{i<h} out_i a_i(t) (+ the FNN's, last state)
+    (+ the repeat path's Σ_τ β_{t-τ} R[p_τ] + β_H V̄ R).
 
-    Only the top projection has a bias: the others' would be redundant."""
+    Only the top projection has a bias: the others' would be redundant. With
+    `tied`, the top projection is (a_{l-1}(t) embᵀ) R + out_b: `s{t}_tied` scores
+    the pages through the shared `emb`, `s{t}_out{l-1}` maps them to items."""
     top = cfg.model.layers - 1
     n = cfg.data.items
-    terms = [_inner_product(cfg, f"s{t}_out{top}", f"s{t}_h{top}", n, f"out{top}", "out_b")]
+    head: list[Layer] = []
+    if cfg.model.tied:
+        pages = _inner_product(cfg, f"s{t}_tied", _output(cfg, f"s{t}", top), cfg.data.pages + 1, "emb", None)
+        head.append(pages)
+        terms = [_inner_product(cfg, f"s{t}_out{top}", pages.tops[0], n, REPEAT_MAP, "out_b", transpose=True)]
+    else:
+        terms = [_inner_product(cfg, f"s{t}_out{top}", _output(cfg, f"s{t}", top), n, f"out{top}", "out_b")]
     terms += [
-        _inner_product(cfg, f"s{t}_out{i}", f"s{t}_h{i}", n, f"out{i}", None)
+        _inner_product(cfg, f"s{t}_out{i}", _output(cfg, f"s{t}", i), n, f"out{i}", None)
         for i in range(cfg.model.shortcut)
     ]
+    if cfg.model.repeat:
+        terms += _repeat_terms(cfg, t)
     joins_fnn = t == cfg.model.states - 1 and cfg.model.fnn is not None
-    return _sum(terms, f"s{t}_score", ("fnn_score",) if joins_fnn else ())
+    return [*head, *_sum(terms, f"s{t}_score", ("fnn_score",) if joins_fnn else ())]
+
+
+# --- the repeat path (RepeatNet's simplest form) ------------------------------
+
+def _repeat_map(cfg: DRNNConfig, t: int) -> Layer:
+    """R[page_t]: the item class of state t's page as a one-hot row (zero for
+    padding, OOV and pages that are no item), an Embed over the fixed `repeat_map`."""
+    return Layer(
+        f"s{t}_repmap", "Embed", (f"page_{t}",), (f"s{t}_repmap",),
+        params=(Param(REPEAT_MAP, *FIXED),),
+        settings={"embed_param": {
+            "num_output": cfg.data.items, "input_dim": cfg.data.pages + 1, "bias_term": False,
+            "weight_filler": _FIXED_FILLER,
+        }},
+    )
+
+
+def _repeat_terms(cfg: DRNNConfig, t: int) -> list[Layer]:
+    """β_{t-τ} R[page_τ] for τ = 0 … t (`s{t}_rep{τ}`, scalar `rep_b{t-τ}`) and, with
+    the history state, β_H V̄ R (`s{t}_repH`, scalar `rep_bH`)."""
+    sources = [(f"s{t}_rep{tau}", f"s{tau}_repmap", f"rep_b{t - tau}") for tau in range(t + 1)]
+    if cfg.model.history:
+        sources.append((f"s{t}_repH", "hist_repmap", "rep_bH"))
+    return [
+        Layer(name, "Scale", (bottom,), (name,), params=(Param(scalar, *SCALAR),),
+              settings={"scale_param": {"axis": 0, "num_axes": 0,
+                                        "filler": {"type": "constant", "value": cfg.model.repeat_init}}})
+        for name, bottom, scalar in sources
+    ]
 
 
 def _loss(t: int) -> Layer:
@@ -297,8 +379,11 @@ def _history(cfg: DRNNConfig) -> list[Layer]:
         if i == 0:
             term = _inner_product(cfg, "hist_emb", "history", widths(cfg)[0], "emb", "b0", transpose=True)
         else:
-            term = _inner_product(cfg, f"hist_z{i}", f"hist_h{i - 1}", widths(cfg)[i], f"Z{i}", f"b{i}")
+            term = _inner_product(cfg, f"hist_z{i}", _output(cfg, "hist", i - 1), widths(cfg)[i], f"Z{i}", f"b{i}")
         layers += _neuron(cfg, "hist", i, [term], None)
+    if cfg.model.repeat:  # V̄ R: the older pages' dwell shares, summed per item class
+        layers.append(_inner_product(cfg, "hist_repmap", "history", cfg.data.items, REPEAT_MAP, None,
+                                     transpose=True))
     return layers
 
 

@@ -20,7 +20,7 @@ from drnngen.codegen import schema
 
 Shape = tuple[int, ...]
 PHASES = ("TRAIN", "TEST")
-ELEMENTWISE = {"ReLU", "Sigmoid", "TanH", "ELU", "Softmax", "PReLU"}
+ELEMENTWISE = {"ReLU", "Sigmoid", "TanH", "ELU", "Softmax", "PReLU", "Dropout"}
 
 
 @dataclass
@@ -177,6 +177,21 @@ def _eltwise(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inf
     return [bottoms[0]], []
 
 
+def _scale(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
+    """A learned scale over bottom[0]'s axes [axis, axis + num_axes) (num_axes 0: a scalar)."""
+    if len(bottoms) != 1:
+        raise ValueError("Scale with a second bottom is outside the layer subset drnngen emits")
+    p, shape = layer.scale_param, bottoms[0]
+    if not -len(shape) <= p.axis < max(len(shape), 1):
+        raise ValueError(f"scale axis {p.axis} out of range for bottom shape {list(shape)}")
+    axis = p.axis % len(shape) if shape else 0
+    end = len(shape) if p.num_axes == -1 else axis + p.num_axes
+    if p.num_axes < -1 or end > len(shape):
+        raise ValueError(f"scale num_axes {p.num_axes} from axis {p.axis} exceeds bottom shape {list(shape)}")
+    blob: Shape = shape[axis:end]
+    return [shape], [blob] + ([blob] if p.bias_term else [])
+
+
 def _elementwise(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
     if layer.type != "PReLU":
         return [bottoms[0]], []
@@ -199,6 +214,7 @@ _INFER: dict[str, Callable[[Any, list[Shape], Mapping[str, Shape]], Inferred]] =
     "Embed": _embed,
     "InnerProduct": _inner_product,
     "Eltwise": _eltwise,
+    "Scale": _scale,
     "SoftmaxWithLoss": _scored,
     "Accuracy": _scored,
     **{kind: _elementwise for kind in ELEMENTWISE},

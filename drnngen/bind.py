@@ -3,15 +3,34 @@
 The config's `data` section then carries the dataset's M, N, training-row
 count and the absolute HDF5 list files for the config's window w (derived
 once per w and cached by the dataset).
+
+A net with the repeat path or tied embeddings (`model.repeat`, `model.tied`)
+also needs the dataset's fixed page → item map R, which no filler can
+express: `repeat_weights` writes it once per dataset as a Caffe weights file,
+to be loaded like `caffe train --weights` (`TrainJob.init_weights`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
 
 from drnngen.codegen.config import DRNNConfig, parse_config, to_mapping
-from drnngen.data.manifest import load_manifest
+from drnngen.codegen.graph import REPEAT_MAP, fixed_map_layers
+from drnngen.codegen.itemmap import NO_ITEM, PageItemError, page_item
+from drnngen.data.manifest import Manifest, load_manifest
+
+FIXED_MAP_FORMAT = 1  # part of the file name's digest: a new layout never reuses an old file
 
 
 def bind_dataset(cfg: DRNNConfig, dataset: str | Path | None = None) -> DRNNConfig:
@@ -32,3 +51,104 @@ def bind_dataset(cfg: DRNNConfig, dataset: str | Path | None = None) -> DRNNConf
     )
     # re-validate: e.g. top_k must still be <= the dataset's N
     return parse_config(to_mapping(dataclasses.replace(cfg, data=data)))
+
+
+# --- the fixed page → item map R of `repeat` and `tied` ----------------------------
+
+
+def repeat_weights(cfg: DRNNConfig, dataset: str | Path | None = None) -> Path | None:
+    """The weights file holding R for `cfg`'s net, in `dataset`'s folder (default
+    cfg.data.manifest); None when the net has no R (neither `repeat` nor `tied`).
+
+    Caffe's `.caffemodel.h5` layout: dataset `data/<layer>/<j>` (float32) is the
+    j-th parameter blob of layer <layer>. The file holds the layers that own the
+    shared `repeat_map` (the first to declare it) in the TRAIN/TEST net and in the
+    deploy net; CopyTrainedLayersFromHDF5 fills every other holder through the
+    sharing and skips layers the net lacks. It is written once (temporary file,
+    then rename) under a name that digests its content, and reused while current.
+    `cfg` must be bound to the dataset (`bind_dataset`).
+    """
+    if not fixed_map_layers(cfg):
+        return None
+    where = dataset if dataset is not None else cfg.data.manifest
+    if where is None:
+        raise PageItemError("model.repeat/model.tied: the page→item map needs a prepared dataset (--data)")
+    manifest = load_manifest(Path(where))
+    if (manifest.pages, manifest.items) != (cfg.data.pages, cfg.data.items):
+        raise PageItemError(f"{manifest.root}: the config has M={cfg.data.pages}, N={cfg.data.items} but the dataset "
+                        f"M={manifest.pages}, N={manifest.items}; bind the config to it first")
+    classes = dataset_page_items(manifest)
+    spec = _fixed_map_spec(cfg, classes)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    target = manifest.root / f"repeat_map-{digest}.caffemodel.h5"
+    if not target.is_file():
+        write_fixed_map(cfg, classes, target)
+    return target
+
+
+def dataset_page_items(manifest: Manifest) -> list[int]:
+    """The item class of each page id of a prepared dataset (codegen.itemmap.page_item)."""
+    keys = manifest.page_keys()
+    if len(keys) != manifest.pages + 1:
+        raise PageItemError(f"{manifest.root}: the page id map has {len(keys) - 2} ids, the manifest says "
+                        f"M={manifest.pages} (M counts the OOV id)")
+    return page_item(keys, manifest.item_keys())
+
+
+def fixed_map(classes: Sequence[int], items: int) -> npt.NDArray[np.float32]:
+    """R, [M+1, N] float32: row p is the one-hot of page p's item class, zero for NO_ITEM."""
+    index = np.asarray(classes, dtype=np.int64)
+    if index.ndim != 1 or (index.size and (index.min() < NO_ITEM or index.max() >= items)):
+        raise PageItemError(f"page→item map: classes must lie in [0, {items}) or be {NO_ITEM}")
+    matrix = np.zeros((index.size, items), dtype=np.float32)
+    rows = np.flatnonzero(index != NO_ITEM)
+    matrix[rows, index[rows]] = 1.0
+    return matrix
+
+
+def write_fixed_map(cfg: DRNNConfig, classes: Sequence[int], target: Path) -> Path:
+    """Write R (from page id → class `classes`) for `cfg`'s net to `target` atomically."""
+    if len(classes) != cfg.data.pages + 1:
+        raise PageItemError(f"page→item map: {len(classes)} page ids for M+1 = {cfg.data.pages + 1}")
+    matrix = fixed_map(classes, cfg.data.items)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise PageItemError(f"{target.parent}: cannot write the page→item map ({exc.strerror})") from exc
+    os.close(handle)
+    try:
+        with h5py.File(name, "w") as out:
+            data = out.create_group("data")
+            for layer, blobs in _fixed_map_spec(cfg, classes)["layers"]:
+                group = data.create_group(layer)
+                for index, blob in enumerate(blobs):
+                    value = matrix if blob[0] == REPEAT_MAP else np.full(blob[1], blob[2], dtype=np.float32)
+                    group.create_dataset(str(index), data=value)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(name, 0o666 & ~mask)  # mkstemp makes it private
+        os.replace(name, target)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _fixed_map_spec(cfg: DRNNConfig, classes: Sequence[int]) -> dict[str, Any]:
+    """What the file holds, as plain data (its digest names the file): per layer,
+    each parameter blob is R or a bias at its constant filler value (with
+    `tied` alone, R's owner is the top projection, which also owns `out_b`)."""
+    layers: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for layer in fixed_map_layers(cfg):
+        blobs: list[tuple[Any, ...]] = []
+        for param in layer.params:
+            if param.name == REPEAT_MAP:
+                blobs.append((REPEAT_MAP,))
+                continue
+            ip = layer.settings["inner_product_param"]
+            filler = ip["bias_filler"]
+            assert filler["type"] == "constant", f"{layer.name}: bias filler {filler}"
+            blobs.append(("bias", [int(ip["num_output"])], float(filler["value"])))
+        layers.append((layer.name, blobs))
+    return {"format": FIXED_MAP_FORMAT, "pages": cfg.data.pages, "items": cfg.data.items,
+            "classes": [int(c) for c in classes], "layers": layers}

@@ -1,7 +1,9 @@
-"""Helpers shared by the tests of drnngen.data (not a test module)."""
+"""Helpers shared by the tests of drnngen.data, and the synthetic datasets the
+other tests prepare (not a test module)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -43,6 +45,32 @@ def synthetic_dataset(root: Path, *, sessions: int, seed: int = 1, items: int, c
     options = PrepareOptions(build=BuildOptions(max_pages=max_pages, max_items=max_items), window=window, force=True)
     prepare(yoochoose_spec(log, users=False), options, root / "data", quiet)
     return root / "data"
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """A small synthetic prepared dataset: the arguments of `synthetic_dataset`.
+    A test module names its own in DATASET for the `dataset` fixture (tests/conftest.py)."""
+
+    sessions: int
+    items: int
+    categories: int
+    max_pages: int
+    max_items: int
+    window: int
+    seed: int = 1
+
+    def make(self, root: Path) -> Path:
+        """The dataset prepared under `root`: root/log → root/data (returned)."""
+        return synthetic_dataset(root, sessions=self.sessions, seed=self.seed, items=self.items,
+                                 categories=self.categories, max_pages=self.max_pages, max_items=self.max_items,
+                                 window=self.window)
+
+
+# The tuner's tests: 60 items, window 3.
+TUNER_DATA = SyntheticData(sessions=3000, items=60, categories=6, max_pages=100, max_items=20, window=3)
+# The evaluation's tests: a log whose sessions drift toward the item bought (300 items, window 3).
+EVAL_DATA = SyntheticData(sessions=4000, items=300, categories=12, max_pages=400, max_items=100, window=3)
 
 
 def read_split(list_file: Path) -> dict[str, np.ndarray]:

@@ -6,7 +6,9 @@
    one piece of memory in Caffe (change one, read the other).
 4. The graph computes MODEL.md's equations: an independent NumPy
    implementation, fed with weights Caffe trained for a few iterations, gives
-   Caffe's per-state scores and losses; miswired nets do not.
+   Caffe's per-state scores and losses; miswired nets do not. This covers the
+   options beyond the paper too (section 17: dropout, the repeat path, tied
+   embeddings), trained from the fixed page→item map's weights file.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
 import pytest
 from google.protobuf import text_format
 
+from drnngen.bind import write_fixed_map
 from drnngen.codegen import schema
 from drnngen.codegen.build import DEPLOY, NET, generate, write
 from drnngen.codegen.config import ACTIVATIONS, DRNNConfig, load_config, parse_config
-from drnngen.codegen.graph import input_shapes, input_tops
+from drnngen.codegen.graph import fixed_map_layers, input_shapes, input_tops
 from drnngen.runner import CaffeInstall, NetLoad, TrainJob, forward, load_check_many, locate_caffe, train
 from drnngen.runner.process import child_env
 
@@ -86,6 +89,23 @@ def materialize(cfg: DRNNConfig, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+FIXED_MAP = "repeat_map.caffemodel.h5"
+
+
+def page_classes(cfg: DRNNConfig, seed: int) -> np.ndarray:
+    """A random page → item-class map ([M+1], -1 = no item; padding and OOV never are)."""
+    classes = np.random.default_rng(seed).integers(-1, cfg.data.items, size=cfg.data.pages + 1)
+    classes[:2] = -1
+    return classes
+
+
+def with_fixed_map(cfg: DRNNConfig, folder: Path, seed: int = 0) -> Path | None:
+    """The weights file of R (drnngen.bind's layout) in `folder`, for nets that have R."""
+    if not fixed_map_layers(cfg):
+        return None
+    return write_fixed_map(cfg, [int(c) for c in page_classes(cfg, seed)], folder / FIXED_MAP)
+
+
 def small_batches(cfg: DRNNConfig) -> DRNNConfig:
     """Same net, batches of 4: the structure is what is checked, not 9000-row memory."""
     return dataclasses.replace(
@@ -113,6 +133,12 @@ def random_configs(count: int, seed: int) -> list[DRNNConfig]:
         if rng.random() < 0.4:
             model["fnn"] = {"layers": rng.randint(1, 2), "widths": rng.randint(1, 12),
                             "activations": rng.choice(acts)}
+        # the options beyond the paper (MODEL.md section 17)
+        model["dropout"] = [rng.choice([0.0, 0.0, 0.25, 0.5]) for _ in range(layers)]
+        model["repeat"] = rng.random() < 0.4
+        model["tied"] = rng.random() < 0.3
+        if model["tied"]:
+            model["widths"][-1] = model["widths"][0]
         data = {"pages": rng.randint(1, 200), "items": rng.randint(3, 30),
                 "batch_size": rng.randint(1, 6), "test_batch_size": rng.randint(1, 6),
                 "deploy_batch_size": rng.randint(1, 3)}
@@ -137,11 +163,14 @@ def test_examples_and_random_configs_load_in_caffe(tmp_path: Path,
                                                    install: CaffeInstall) -> None:
     named = [(p.stem, small_batches(load_config(p))) for p in EXAMPLES]
     named += [(cfg.name, cfg) for cfg in random_configs(60, seed=3)]
+    assert any(cfg.model.repeat for _, cfg in named) and any(cfg.model.tied for _, cfg in named)
     items: list[NetLoad] = []
     for index, (name, cfg) in enumerate(named):
         folder = materialize(cfg, tmp_path / f"{index:02d}-{name}", seed=index)
-        items += [NetLoad(folder / NET, "train"), NetLoad(folder / NET, "test"),
-                  NetLoad(folder / DEPLOY, "test")]
+        # nets with the fixed map R also load it from its weights file, in all three nets
+        fixed = with_fixed_map(cfg, folder, seed=index)
+        items += [NetLoad(folder / NET, "train", fixed), NetLoad(folder / NET, "test", fixed),
+                  NetLoad(folder / DEPLOY, "test", fixed)]
     summaries = load_check_many(items, install)
     failures = [f"{s.path.parent.name} {s.path.name} {s.phase}: {s.error}"
                 for s in summaries if not s.ok]
@@ -169,6 +198,23 @@ TINY = {
     "solver": {"base_lr": 0.05, "lr_policy": "fixed", "test_iter": 1, "test_interval": 1000,
                "random_seed": 3},
 }
+# The options beyond the paper, each with what it changes of TINY (MODEL.md section 17).
+OPTIONS: dict[str, dict[str, Any]] = {
+    # everything at once: dropout, repeat path with the history row, tied embeddings, FNN
+    "all": {"widths": [8, 8], "dropout": [0.3, 0.2], "repeat": True, "repeat_init": 0.5, "tied": True},
+    # tied alone: R's owner is the top projection `s0_out1`, which also owns `out_b`
+    "tied": {"shortcut": 0, "widths": [6, 6], "activations": ["TanH", "Sigmoid"], "history": False,
+             "fnn": None, "dropout": 0.5, "tied": True},
+    # the repeat path without the history state: R's owner is `s0_repmap`
+    "repeat": {"activations": ["ReLU", "ReLU"], "history": False, "fnn": None, "repeat": True,
+               "dropout": [0, 0.4]},
+}
+
+
+def options_config(option: str) -> DRNNConfig:
+    model = {**cast(dict[str, Any], TINY["model"]), **OPTIONS[option]}
+    return parse_config({**TINY, "name": f"tiny_{option}",
+                         "model": {k: v for k, v in model.items() if v is not None}})
 
 WRITE_ONE_READ_OTHER = """
 import json, sys
@@ -184,11 +230,18 @@ print(json.dumps(seen))
 """
 
 
-def test_shared_params_are_one_memory(tmp_path: Path, install: CaffeInstall) -> None:
-    cfg = parse_config(TINY)
+SHARED_NAMES = {  # MODEL.md's shared names, each held by at least one layer per state
+    "paper": ("emb", "W0", "W1", "Z1", "out0", "out1"),
+    "all": ("emb", "W0", "W1", "Z1", "out0", "repeat_map", "rep_b0", "rep_bH", "out_b"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SHARED_NAMES))
+def test_shared_params_are_one_memory(variant: str, tmp_path: Path, install: CaffeInstall) -> None:
+    cfg = parse_config(TINY) if variant == "paper" else options_config(variant)
     folder = materialize(cfg, tmp_path)
     declared = declared_params((folder / NET).read_text())
-    for name in ("emb", "W0", "W1", "Z1", "out0", "out1"):  # MODEL.md's shared names
+    for name in SHARED_NAMES[variant]:
         assert len(declared[name]) >= cfg.model.states, name
     summary = load_check_many([NetLoad(folder / NET, "train")], install)[0]
     assert summary.ok, summary.error
@@ -221,29 +274,59 @@ def softmax_loss(scores: np.ndarray, label: np.ndarray) -> float:
 
 
 def drnn_numpy(p: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray],
-               w: int, f: tuple[str, str], f_fnn: str) -> list[tuple[np.ndarray, float]]:
-    """MODEL.md for l=2, h=1, history on, FNN with one hidden layer; returns
-    (scores, loss) per state. ``p`` holds the weights by their shared names."""
+               w: int, f: tuple[str, str], f_fnn: str | None, *, history: bool = True,
+               shortcut: int = 1, repeat: bool = False, classes: np.ndarray | None = None,
+               tied: bool = False) -> list[tuple[np.ndarray, float]]:
+    """MODEL.md for l=2, h in {0, 1}, history on or off, FNN (one hidden layer) or
+    none (``f_fnn`` None); with the options of section 17: the repeat path and
+    tied embeddings through the page → item classes ``classes`` (dropout is the
+    identity in the TEST phase). Returns (scores, loss) per state. ``p`` holds
+    the weights by their shared names."""
     f0, f1 = ACTIVATION[f[0]], ACTIVATION[f[1]]
+    n = p["out_b"].shape[0]
+    if classes is not None:  # R = onehot(c(p)): class -1 picks the zero row
+        fixed = np.vstack([np.eye(n), np.zeros((1, n))])[classes]
+    zero = np.zeros(1)
     # History state (Algorithm 1, lines 12-18): V̄ through the page vectors, no W term.
-    prev0 = f0(x["history"] @ p["emb"] + p["b0"])
-    prev1 = f1(prev0 @ p["Z1"].T + p["b1"])
-    fnn_hidden = ACTIVATION[f_fnn](x["user_items"] @ p["fnn0"].T + p["fnn0_b"])
-    fnn_scores = fnn_hidden @ p["fnn_out"].T + p["fnn_out_b"]
+    if history:
+        prev0 = f0(x["history"] @ p["emb"] + p["b0"])
+        prev1 = f1(prev0 @ p["Z1"].T + p["b1"])
+        recur0, recur1 = prev0 @ p["W0"].T, prev1 @ p["W1"].T
+    else:  # state 0 has no W term
+        recur0 = recur1 = zero
     out = []
     for t in range(w):
         page = x[f"page_{t}"].astype(int)
         # a_0(t) = f_0(W_0 a_0(t-1) + Z_0 V_t + z_θ θ(p_t) + b_0)
-        a0 = f0(prev0 @ p["W0"].T + p["emb"][page] + x[f"dwell_{t}"] @ p["zdwell"].T + p["b0"])
+        a0 = f0(recur0 + p["emb"][page] + x[f"dwell_{t}"] @ p["zdwell"].T + p["b0"])
         # a_1(t) = f_1(W_1 a_1(t-1) + Z_1 a_0(t) + b_1)
-        a1 = f1(prev1 @ p["W1"].T + a0 @ p["Z1"].T + p["b1"])
-        # scores: the top layer's projection plus the h=1 shortcut from a_0(t)
-        scores = a1 @ p["out1"].T + p["out_b"] + a0 @ p["out0"].T
-        if t == w - 1:
-            scores = scores + fnn_scores
+        a1 = f1(recur1 + a0 @ p["Z1"].T + p["b1"])
+        # scores: the top layer's projection (tied: (a_1 embᵀ) R) plus the h=1 shortcut from a_0(t)
+        scores = ((a1 @ p["emb"].T) @ fixed if tied else a1 @ p["out1"].T) + p["out_b"]
+        if shortcut:
+            scores = scores + a0 @ p["out0"].T
+        if repeat:  # Σ_{τ≤t} β_{t-τ} onehot(c(p_τ)) + β_H V̄ R
+            for tau in range(t + 1):
+                scores = scores + p[f"rep_b{t - tau}"] * fixed[x[f"page_{tau}"].astype(int)]
+            if history:
+                scores = scores + p["rep_bH"] * (x["history"] @ fixed)
+        if t == w - 1 and f_fnn is not None:
+            fnn_hidden = ACTIVATION[f_fnn](x["user_items"] @ p["fnn0"].T + p["fnn0_b"])
+            scores = scores + fnn_hidden @ p["fnn_out"].T + p["fnn_out_b"]
         out.append((scores, softmax_loss(scores, x["label"])))
-        prev0, prev1 = a0, a1
+        recur0, recur1 = a0 @ p["W0"].T, a1 @ p["W1"].T
     return out
+
+
+def numpy_of(cfg: DRNNConfig, p: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray],
+             classes: np.ndarray | None) -> list[tuple[np.ndarray, float]]:
+    """drnn_numpy with `cfg`'s switches (a TINY variant)."""
+    m = cfg.model
+    acts = tuple(ACTIVATIONS[a.lower()] for a in m.activations)
+    f = (acts[0], acts[-1])
+    fnn = ACTIVATIONS[m.fnn.activations[0].lower()] if m.fnn is not None else None
+    return drnn_numpy(p, x, m.states, f, fnn, history=m.history, shortcut=m.shortcut,
+                      repeat=m.repeat, classes=classes, tied=m.tied)
 
 
 def by_shared_name(net_text: str, params: Mapping[str, tuple[np.ndarray, ...]]
@@ -255,7 +338,7 @@ def by_shared_name(net_text: str, params: Mapping[str, tuple[np.ndarray, ...]]
     return named
 
 
-def caffe_forward(folder: Path, net: Path, model: Path, cfg: DRNNConfig,
+def caffe_forward(folder: Path, net: Path, model: Path | None, cfg: DRNNConfig,
                   install: CaffeInstall) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     w = cfg.model.states
     blobs = [*input_tops(cfg), *(f"s{t}_score" for t in range(w)),
@@ -289,6 +372,41 @@ def test_caffe_forward_is_model_md(trained_tiny: tuple[DRNNConfig, Path, Path],
         assert float(caffe_out[f"s{t}_loss"]) == pytest.approx(loss, rel=1e-5, abs=1e-5)
 
 
+@pytest.fixture(scope="module", params=sorted(OPTIONS))
+def trained_option(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                   install: CaffeInstall) -> tuple[DRNNConfig, Path, Path, np.ndarray]:
+    """A TINY variant trained 5 steps from R's weights file (like `caffe train --weights`)."""
+    cfg = options_config(request.param)
+    folder = materialize(cfg, tmp_path_factory.mktemp(f"tiny-{request.param}"), seed=11)
+    fixed = with_fixed_map(cfg, folder, seed=5)
+    assert fixed is not None
+    result = train(TrainJob(workdir=folder, iterations=5, loss_blob="s2_loss", init_weights=fixed,
+                            snapshot=Path("tiny.caffemodel")), install)
+    assert result.ok, result.error
+    assert result.caffemodel is not None
+    return cfg, folder, result.caffemodel, page_classes(cfg, seed=5)
+
+
+def test_caffe_forward_is_model_md_with_options(trained_option: tuple[DRNNConfig, Path, Path, np.ndarray],
+                                                install: CaffeInstall) -> None:
+    """Section 17's equations in the TEST phase (dropout: the identity), after training."""
+    cfg, folder, model, classes = trained_option
+    inputs, caffe_out = caffe_forward(folder, folder / NET, model, cfg, install)
+    assert np.abs(caffe_out["b0"]).max() > 0, "biases still at their filler: not trained"
+    # R came from the weights file and was never learned; the repeat scalars were
+    fixed = np.vstack([np.eye(cfg.data.items), np.zeros((1, cfg.data.items))])[classes]
+    np.testing.assert_array_equal(caffe_out["repeat_map"], fixed)
+    if cfg.model.repeat:
+        assert all(float(caffe_out[f"rep_b{lag}"]) != cfg.model.repeat_init for lag in range(cfg.model.states))
+    worst = 0.0
+    for t, (scores, loss) in enumerate(numpy_of(cfg, caffe_out, inputs, classes)):
+        np.testing.assert_allclose(caffe_out[f"s{t}_score"], scores, rtol=1e-5, atol=1e-5,
+                                   err_msg=f"state {t} scores")
+        assert float(caffe_out[f"s{t}_loss"]) == pytest.approx(loss, rel=1e-5, abs=1e-5)
+        worst = max(worst, float(np.abs(caffe_out[f"s{t}_score"] - scores).max()))
+    print(f"{cfg.name}: max |caffe - numpy| = {worst:.2e}")
+
+
 def rewire(net_text: str, layer_name: str, old_bottom: str, new_bottom: str | None) -> str:
     """The net with one bottom of one layer replaced (None: removed)."""
     net = schema.parse(net_text, "NetParameter", "net")
@@ -309,6 +427,35 @@ MISWIRINGS = {
     # the h=1 shortcut of the last state is dropped from its scores
     "shortcut dropped": ("s2_score", "s2_out0", None),
 }
+
+
+OPTION_MISWIRINGS = {
+    # the repeat path of the last state loses its lag-1 term
+    "repeat lag dropped": ("all", ("s2_score", "s2_rep1", None)),
+    # the history's repeat term scales state 2's own page map instead of V̄ R
+    "repeat history replaced": ("all", ("s2_repH", "hist_repmap", "s2_repmap")),
+    # tied: the item scores map V̄ instead of the page scores through R
+    "tied page scores bypassed": ("all", ("s2_out1", "s2_tied", "history")),
+    # tied alone: the top layer's page scores read layer 0 instead of layer 1
+    "tied from the wrong layer": ("tied", ("s2_tied", "s2_drop1", "s2_drop0")),
+}
+
+
+@pytest.mark.parametrize("miswiring", sorted(OPTION_MISWIRINGS))
+def test_numpy_check_catches_a_miswired_option(miswiring: str, tmp_path: Path,
+                                               install: CaffeInstall) -> None:
+    """The options' check can fail too: R's weights and fresh fillers in a miswired net."""
+    option, change = OPTION_MISWIRINGS[miswiring]
+    cfg = options_config(option)
+    folder = materialize(cfg, tmp_path, seed=11)
+    fixed = with_fixed_map(cfg, folder, seed=5)
+    broken = folder / "broken.prototxt"
+    broken.write_text(rewire((folder / NET).read_text(), *change))
+    inputs, caffe_out = caffe_forward(folder, broken, fixed, cfg, install)
+    expected = numpy_of(cfg, caffe_out, inputs, page_classes(cfg, seed=5))
+    worst = max(float(np.abs(caffe_out[f"s{t}_score"] - scores).max())
+                for t, (scores, _) in enumerate(expected))
+    assert worst > 1e-3
 
 
 @pytest.mark.parametrize("miswiring", sorted(MISWIRINGS))

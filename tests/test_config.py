@@ -28,6 +28,14 @@ CASES = {
     "top_k_above_items": ("model:\n  top_k: 50\ndata:\n  items: 10\n", "model.top_k"),
     "malformed_yaml": ("model:\n  states: [1, 2\n", "malformed YAML"),
     "not_a_mapping": ("- 1\n- 2\n", "config: expected a mapping"),
+    "dropout_one": ("model:\n  dropout: 1\n", "model.dropout: must be < 1"),
+    "dropout_negative": ("model:\n  dropout: [0.1, -0.2, 0]\n", "model.dropout: must be >= 0"),
+    "dropout_wrong_length": ("model:\n  layers: 3\n  dropout: [0.1, 0.2]\n", "model.dropout"),
+    "repeat_not_bool": ("model:\n  repeat: 1\n", "model.repeat"),
+    "tied_widths_differ": ("model:\n  layers: 2\n  widths: [16, 8]\n  tied: true\n",
+                           "model.tied: needs widths[l-1] == widths[0]"),
+    "repeat_map_too_big": ("model:\n  repeat: true\ndata:\n  pages: 200000\n  items: 1000\n",
+                           "model.repeat: the fixed page→item map R is (M+1)×N = 200001×1000"),
 }
 
 

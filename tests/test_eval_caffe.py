@@ -21,16 +21,12 @@ from drnngen.data.manifest import load_manifest
 from drnngen.evaluation.compare import hdf5_files
 from drnngen.evaluation.metrics import ranking_metrics
 from drnngen.evaluation.report import PLOTS
-from tests.test_eval_evaluate import make_dataset
+from tests.data_support import EVAL_DATA
 
 pytestmark = pytest.mark.caffe
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "small.yaml"
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("caffe-eval-data"), sessions=4000, seed=11)
+DATASET = dataclasses.replace(EVAL_DATA, seed=11)  # the `dataset` fixture (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

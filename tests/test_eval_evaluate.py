@@ -17,20 +17,10 @@ from drnngen.data.manifest import load_manifest
 from drnngen.errors import UserError
 from drnngen.evaluation.compare import hdf5_files
 from drnngen.evaluation.evaluate import NetUnderTest, evaluate_net, page_item_map
-from tests.data_support import synthetic_dataset
+from tests.data_support import EVAL_DATA
 
-WINDOW = 3
-
-
-def make_dataset(root: Path, sessions: int = 4000, seed: int = 1) -> Path:
-    """A small log whose sessions drift toward the item bought (300 items, window 3)."""
-    return synthetic_dataset(root, sessions=sessions, seed=seed, items=300, categories=12, max_pages=400,
-                             max_items=100, window=WINDOW)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("eval-data"))
+DATASET = EVAL_DATA  # the `dataset` fixture (tests/conftest.py)
+WINDOW = EVAL_DATA.window
 
 
 def _deploy(folder: Path, window: int = WINDOW) -> NetUnderTest:

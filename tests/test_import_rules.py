@@ -1,10 +1,12 @@
 """The import rules of docs/ARCHITECTURE.md, read from the source: which
 package of drnngen may import which (a new edge is a design decision, made
-there first)."""
+there first). And the tests' own rule: no test module imports another (shared
+helpers live in the support modules, shared fixtures in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,22 @@ def test_a_forbidden_edge_is_caught(tmp_path: Path) -> None:
     bad = tmp_path / "m.py"
     bad.write_text("def f():\n    from drnngen.tuner.ledger import Ledger\n")
     assert _imports(bad) == {"tuner"}
+
+
+def _test_module_imports(text: str) -> list[str]:
+    """The test modules `text` imports, in code or in a line of code a test hands to a
+    subprocess (`from tests.test_x import y`, `import tests.test_x`, `from tests import test_x`)."""
+    named = re.findall(r"^[ \t]*(?:from|import)[ \t]+((?:tests)?\.?test_\w+)", text, re.M)
+    return named + re.findall(r"^[ \t]*from[ \t]+(?:tests|\.)[ \t]+import[ \t]+.*?\b(test_\w+)", text, re.M)
+
+
+def test_no_test_module_imports_another() -> None:
+    tests = Path(__file__).resolve().parent
+    found = {path.name: _test_module_imports(path.read_text()) for path in sorted(tests.glob("*.py"))}
+    assert {name: modules for name, modules in found.items() if modules} == {}
+
+
+def test_an_import_of_a_test_module_is_caught() -> None:
+    script = 'SCRIPT = """\nfrom tests.test_a import f\n"""\nimport tests.test_b\nfrom tests import x, test_c\n'
+    assert _test_module_imports(script) == ["tests.test_a", "tests.test_b", "test_c"]
+    assert _test_module_imports("from tests.tuner_support import run\nimport tests.data_support\n") == []

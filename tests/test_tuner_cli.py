@@ -3,18 +3,16 @@ local Caffe cannot do what was asked."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from drnngen.cli import cli
-from tests.test_tuner_ledger import make_dataset
+from tests.data_support import TUNER_DATA
 
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("tune-cli-data"), sessions=400)
+DATASET = dataclasses.replace(TUNER_DATA, sessions=400)  # the `dataset` fixture (tests/conftest.py)
 
 
 @pytest.mark.caffe

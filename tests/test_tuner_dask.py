@@ -35,7 +35,7 @@ from drnngen.tuner.space import parse_space
 from drnngen.vocabulary import candidate_folder
 from tests.dask_support import LoopbackCluster
 from tests.golden_tool import EXAMPLES
-from tests.test_tuner_e2e import SPACE, tune_setup
+from tests.tuner_support import TUNE_SPACE, TuneSetup
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
@@ -44,13 +44,7 @@ ENV = {
     "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
 }
 Contents = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    root = tmp_path_factory.mktemp("tune-dask")
-    _, args = tune_setup(root, generations=2)
-    return root, args
+TUNE_GENERATIONS = 2  # the `setup` fixture (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +54,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackCluste
 
 
 @pytest.fixture(scope="module")
-def reference(setup: tuple[Path, list[str]]) -> Contents:
+def reference(setup: TuneSetup) -> Contents:
     """The same run on the local pool."""
-    root, args = setup
+    root, _, args = setup
     result = CliRunner().invoke(cli, [*args, "-o", str(root / "local"), "--workers", "2"])
     assert result.exit_code == 0, result.output
     return ledger_contents(root / "local")
@@ -118,9 +112,9 @@ def trained(run: Path) -> int:
 @pytest.mark.caffe
 @pytest.mark.slow
 def test_a_run_through_the_scheduler_writes_the_ledger_of_the_local_pool(
-    setup: tuple[Path, list[str]], cluster: LoopbackCluster, reference: Contents
+    setup: TuneSetup, cluster: LoopbackCluster, reference: Contents
 ) -> None:
-    root, args = setup
+    root, _, args = setup
     before = dask_tasks(cluster)
     result = CliRunner().invoke(cli, [*args, "-o", str(root / "dask"), "--scheduler", cluster.address])
     assert result.exit_code == 0, result.output
@@ -135,9 +129,9 @@ def test_a_run_through_the_scheduler_writes_the_ledger_of_the_local_pool(
 @pytest.mark.caffe
 @pytest.mark.slow
 def test_a_worker_killed_mid_training_loses_and_duplicates_nothing(
-    setup: tuple[Path, list[str]], cluster: LoopbackCluster, reference: Contents
+    setup: TuneSetup, cluster: LoopbackCluster, reference: Contents
 ) -> None:
-    root, args = setup
+    root, _, args = setup
     run = root / "killed-worker"
     pids = cluster.worker_pids()
     proc = start_tune([*args, "-o", str(run), "--scheduler", cluster.address])
@@ -164,9 +158,9 @@ def test_a_worker_killed_mid_training_loses_and_duplicates_nothing(
 @pytest.mark.caffe
 @pytest.mark.slow
 def test_scheduler_lost_mid_run_then_resume_ends_as_an_undisturbed_run(
-    setup: tuple[Path, list[str]], reference: Contents
+    setup: TuneSetup, reference: Contents
 ) -> None:
-    root, args = setup
+    root, _, args = setup
     run = root / "lost-scheduler"
     with LoopbackCluster(root / "doomed", workers=2, env=ENV) as doomed:
         proc = start_tune([*args, "-o", str(run), "--scheduler", doomed.address])
@@ -218,10 +212,10 @@ def test_a_task_that_keeps_killing_its_worker_becomes_a_failed_result(cluster: L
 
 @pytest.mark.slow
 def test_a_worker_that_cannot_see_the_data_stops_the_run_with_the_reason(
-    setup: tuple[Path, list[str]], cluster: LoopbackCluster
+    setup: TuneSetup, cluster: LoopbackCluster
 ) -> None:
-    root, _ = setup
-    setting = Setting(load_config(EXAMPLES / "small.yaml"), parse_space(yaml.safe_load(SPACE)),
+    root, _, _ = setup
+    setting = Setting(load_config(EXAMPLES / "small.yaml"), parse_space(yaml.safe_load(TUNE_SPACE)),
                       TuneData(root / "data"), Budget(iterations=5), seed=1)
     candidate = prepare([2, 1, 0, "ReLU", 8], setting)
     elsewhere = candidate_folder(root / "not-shared", candidate.key)  # a run folder the worker cannot see
@@ -231,12 +225,16 @@ def test_a_worker_that_cannot_see_the_data_stops_the_run_with_the_reason(
     assert not elsewhere.exists()  # nothing written, nothing trained
 
 
+FILES = ["--config", str(EXAMPLES / "small.yaml"), "--space", str(EXAMPLES / "space.yaml")]
+
+
 def test_an_unreachable_scheduler_is_one_line_and_leaves_no_run_folder(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
-        result = CliRunner().invoke(cli, ["tune", "--data", str(tmp_path), "--iters", "5",
+        # base config and space given: the data-aware defaults would read the (absent) dataset first
+        result = CliRunner().invoke(cli, ["tune", "--data", str(tmp_path), "--iters", "5", *FILES,
                                           "-o", str(tmp_path / "run"), "--scheduler", address])
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"error: --scheduler {address}: cannot reach the Dask scheduler")
@@ -252,8 +250,8 @@ def test_scheduler_mistakes_are_one_line_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str, code: int
 ) -> None:
     monkeypatch.setitem(sys.modules, "drnngen.tuner.dask_executor", None)  # as if distributed were not installed
-    result = CliRunner().invoke(cli, ["tune", "--data", str(tmp_path), "--iters", "5", "-o", str(tmp_path / "run"),
-                                      "--scheduler", "tcp://127.0.0.1:1", *args])
+    result = CliRunner().invoke(cli, ["tune", "--data", str(tmp_path), "--iters", "5", *FILES,
+                                      "-o", str(tmp_path / "run"), "--scheduler", "tcp://127.0.0.1:1", *args])
     assert result.exit_code == code, result.output
     assert result.output.startswith(f"error: {message}") and len(result.output.strip().splitlines()) == 1
     assert "pip install 'drnngen[dask]'" in result.output or code == 2

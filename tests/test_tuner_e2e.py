@@ -27,38 +27,15 @@ from drnngen.runner import forward_scores
 from drnngen.tuner.candidate import TRAIN_LOSS_FILE
 from drnngen.tuner.ledger import Ledger
 from tests.golden_tool import EXAMPLES
-from tests.test_tuner_ledger import make_dataset
+from tests.tuner_support import TuneSetup
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
-SPACE = """
-states: {min: 2, max: 3}
-layers: {min: 1, max: 2}
-shortcut: {min: 0, max: 1}
-activations: [ReLU, TanH, Sigmoid]
-widths: [8, 16, 24]
-"""
-
-
-def tune_setup(root: Path, generations: int) -> tuple[Path, list[str]]:
-    """A small dataset and space under `root`, and `drnngen tune` arguments (no -o) for them."""
-    data = make_dataset(root)
-    space = root / "space.yaml"
-    space.write_text(SPACE)
-    args = ["tune", "--config", str(EXAMPLES / "small.yaml"), "--space", str(space), "--data", str(data),
-            "--generations", str(generations), "--population", "4", "--iters", "30", "--seed", "5", "--no-cache"]
-    return data, args
+TUNE_GENERATIONS = 3  # the `setup` fixture (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
-    root = tmp_path_factory.mktemp("tune-e2e")
-    data, args = tune_setup(root, generations=3)
-    return root, data, args
-
-
-@pytest.fixture(scope="module")
-def reference(setup: tuple[Path, Path, list[str]]) -> Path:
+def reference(setup: TuneSetup) -> Path:
     root, _, args = setup
     result = CliRunner().invoke(cli, [*args, "-o", str(root / "ref"), "--workers", "2"])
     assert result.exit_code == 0, result.output
@@ -66,7 +43,7 @@ def reference(setup: tuple[Path, Path, list[str]]) -> Path:
 
 
 def test_tune_records_every_evaluation_and_its_best_reloads(
-    setup: tuple[Path, Path, list[str]], reference: Path
+    setup: TuneSetup, reference: Path
 ) -> None:
     root, data, _ = setup
     ledger = Ledger.open(reference)
@@ -99,7 +76,7 @@ def test_tune_records_every_evaluation_and_its_best_reloads(
 
 
 def test_sigkill_mid_generation_and_resume_reach_the_same_best(
-    setup: tuple[Path, Path, list[str]], reference: Path
+    setup: TuneSetup, reference: Path
 ) -> None:
     root, _, args = setup
     run = root / "killed"
@@ -130,7 +107,7 @@ def test_sigkill_mid_generation_and_resume_reach_the_same_best(
     assert {r.key for r in Ledger.open(run).candidates()} == {r.key for r in Ledger.open(reference).candidates()}
 
 
-def test_a_net_that_makes_caffe_abort_is_a_recorded_failure(setup: tuple[Path, Path, list[str]]) -> None:
+def test_a_net_that_makes_caffe_abort_is_a_recorded_failure(setup: TuneSetup) -> None:
     root, data, _ = setup
     space = root / "impossible.yaml"
     # A 2^30-wide layer passes the schema but Caffe's Blob::Reshape CHECK aborts on it.

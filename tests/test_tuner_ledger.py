@@ -1,12 +1,12 @@
 """Ledger, resume, cache and executors around a cheap deterministic trainer.
 
-The trainer stands in for drnngen.runner.train only here, to test the code
-around it quickly; tests/test_tuner_e2e.py does the same with real Caffe.
+The trainer (tests/tuner_support.py) stands in for drnngen.runner.train only
+here, to test the code around it quickly; tests/test_tuner_e2e.py does the
+same with real Caffe.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -22,63 +22,15 @@ import pytest
 from click.testing import CliRunner
 
 from drnngen.cli import cli
-from drnngen.codegen.config import load_config, to_mapping
 from drnngen.runner import TrainJob, TrainResult
-from drnngen.tuner import Resources, RunSummary, TuneParams, export_best, tune
+from drnngen.tuner import Resources, RunSummary, export_best, tune
 from drnngen.tuner.executors import LocalExecutor
 from drnngen.tuner.ledger import Ledger
-from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
-from tests.data_support import synthetic_dataset
-from tests.golden_tool import EXAMPLES
+from tests.data_support import TUNER_DATA
+from tests.tuner_support import FakeTrainer, run
 
 ROOT = Path(__file__).resolve().parent.parent
-SPACE = SearchSpace(IntRange(2, 4), IntRange(1, 3), IntRange(0, 2), ("ReLU", "TanH", "Sigmoid"), (8, 16, 32))
-
-
-def make_dataset(root: Path, sessions: int = 3000) -> Path:
-    """A small synthetic dataset (60 items, window 3) for the tuner's tests."""
-    return synthetic_dataset(root, sessions=sessions, items=60, categories=6, max_pages=100, max_items=20, window=3)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("tuner-data"))
-
-
-def params(data: Path, **changes: Any) -> TuneParams:
-    values: dict[str, Any] = {
-        "data": str(data), "generations": 3, "population": 4, "pc": 0.8, "pm": 0.3, "strategy": "literal",
-        "seed": 7, "iterations": 5, "epochs": None, "mode": "cpu", "timeout_s": None,
-        "base": to_mapping(load_config(EXAMPLES / "small.yaml")), "space": space_mapping(SPACE),
-    }
-    return TuneParams(**{**values, **changes})
-
-
-class FakeTrainer:
-    """Deterministic metrics from the files Caffe would read; counts trainings."""
-
-    def __init__(self, delay: float = 0.0, fail_width: int | None = None) -> None:
-        self.delay, self.fail_width = delay, fail_width
-        self.trained: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, job: TrainJob) -> TrainResult:
-        text = (job.workdir / "net.prototxt").read_text() + (job.workdir / "solver.prototxt").read_text()
-        with self.lock:
-            self.trained.append(text)
-        time.sleep(self.delay)
-        if self.fail_width is not None and f"num_output: {self.fail_width}\n" in text:
-            return TrainResult("failed", error="Check failed: deliberately [fake.cpp:1]")
-        h = int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
-        model = job.workdir / "model.caffemodel"
-        model.write_bytes(text.encode())
-        return TrainResult("ok", iterations_done=job.iterations, test_loss=1 + (h % 997) / 300,
-                           test_accuracy={"accuracy": (h % 1009) / 2000}, solver_seconds=0.001, caffemodel=model)
-
-
-def run(tmp: Path, data: Path, name: str, trainer: Any, **kwargs: Any) -> RunSummary:
-    resources = kwargs.pop("resources", Resources(workers=2))
-    return tune(tmp / name, params(data, **kwargs.pop("changes", {})), resources, trainer=trainer, **kwargs)
+DATASET = TUNER_DATA  # the `dataset` fixture (tests/conftest.py)
 
 
 def population_of(summary: RunSummary) -> list[list[Any]]:
@@ -150,7 +102,7 @@ def test_resume_can_extend_the_generations(tmp_path: Path, dataset: Path) -> Non
 SCRIPT = """
 import sys, time
 from pathlib import Path
-from tests.test_tuner_ledger import FakeTrainer, run
+from tests.tuner_support import FakeTrainer, run
 run(Path(sys.argv[1]), Path(sys.argv[2]), "r", FakeTrainer(delay=0.15))
 """
 
@@ -236,8 +188,12 @@ def test_cli_mistakes_are_one_line_errors(
     assert message in result.output and result.output.startswith("error: ")
 
 
-def test_tune_refuses_a_folder_that_holds_a_run(tmp_path: Path, dataset: Path) -> None:
+def test_tune_refuses_a_folder_that_holds_a_run(
+    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run(tmp_path, dataset, "r", FakeTrainer(), changes={"generations": 0})
+    # The refusal is the ledger's, not Caffe's: pass the CLI's check for a local Caffe (tests/test_tuner_cli.py).
+    monkeypatch.setattr("drnngen.cli.tune._require_local_caffe", lambda mode: None)
     result = CliRunner().invoke(cli, ["tune", "--data", str(dataset), "--iters", "5", "-o", str(tmp_path / "r")])
     assert result.exit_code == 2 and "already holds a run; continue it with --resume" in result.output
 

@@ -54,3 +54,17 @@ def test_schema_rejects_unknown_field() -> None:
 
 def test_solver_needs_net() -> None:
     assert check_solver('base_lr: 0.1\n', "solver.prototxt") == ["solver.prototxt: no `net` given"]
+
+
+def test_scale_params_are_shape_checked() -> None:
+    """The repeat path's scalars (Scale, num_axes 0) are shared like any weight."""
+    cfg = parse_config({"model": {"states": 2, "layers": 1, "shortcut": 0, "widths": 4, "repeat": True,
+                                  "dropout": 0.5}, "data": {"pages": 20, "items": 5}})
+    text = generate(cfg)[NET]
+    shapes = input_shapes(cfg, 1)
+    assert check_net(text, NET, shapes) == []
+    errors = check_net(text.replace("num_axes: 0", "num_axes: 1", 1), NET, shapes)
+    assert any("'s1_rep1': shared param 'rep_b0' has shape [], but [9000] in layer 's0_rep0'" in e
+               for e in errors), errors
+    errors = check_net(text.replace("num_axes: 0", "num_axes: 3", 1), NET, shapes)
+    assert any("num_axes 3" in e for e in errors), errors

@@ -81,10 +81,9 @@ class TuneData:
 class Setting:
     """Everything per run that turns a genotype into a trainable candidate.
 
-    ``validations`` validation passes are spread over the budget (1: only at
-    the end); ``patience`` of them without improvement stop a training (0:
-    never). ``stop_at`` (Unix time) is the run's time budget: no step starts
-    after it.
+    A validation point every ``validate_every`` epochs (0: one, at the end);
+    ``patience`` of them without improvement stop a training (0: never).
+    ``stop_at`` (Unix time) is the run's time budget: no step starts after it.
     """
 
     base: DRNNConfig
@@ -94,7 +93,7 @@ class Setting:
     seed: int
     mode: Mode = "cpu"
     timeout_s: float | None = None
-    validations: int = 1
+    validate_every: float = 0.0
     patience: int = 0
     stop_at: float | None = None
 
@@ -133,20 +132,23 @@ def prepare(genotype: Sequence[Any], setting: Setting) -> Candidate:
             test_initialization=False, solver_mode=setting.mode.upper(), random_seed=None, snapshot=0,
         ),
     )
-    digest = f"{setting.data.digest(cfg.model.states)}{_protocol(setting)}"
+    digest = setting.data.digest(cfg.model.states)
     unseeded = canonical_hash(generate(cfg), cfg, digest)
     seed = int.from_bytes(hashlib.sha256(f"{setting.seed}:{unseeded}".encode()).digest()[:4], "big") & 0x7FFFFFFF
     cfg = replace(cfg, solver=replace(cfg.solver, random_seed=seed))
     files = generate(cfg, source=CONFIG_FILE)
-    return Candidate(tuple(genotype), canonical_hash(files, cfg, digest), cfg, files, seed, iterations, test_iterations)
+    # The protocol decides the result (hence the key) but not the net's seed: the same
+    # net trains the same steps whether it validates often or stops early.
+    key = canonical_hash(files, cfg, digest + _protocol(setting))
+    return Candidate(tuple(genotype), key, cfg, files, seed, iterations, test_iterations)
 
 
 def _protocol(setting: Setting) -> str:
     """The training protocol's part of the key; empty for the one-pass default,
     so keys (and the shared cache) of such runs stay as they were."""
-    if setting.validations <= 1 and setting.patience == 0:
+    if setting.validate_every <= 0 and setting.patience == 0:
         return ""
-    return f":v{setting.validations}:p{setting.patience}"
+    return f":v{setting.validate_every:g}:p{setting.patience}"
 
 
 def validation_batches(rows: int, largest: int) -> tuple[int, int]:
@@ -185,16 +187,34 @@ def train_job(candidate: Candidate, folder: Path, setting: Setting) -> TrainJob:
     """The candidate's training as the runner takes it (folder absolute)."""
     loss_blob, accuracy_blob = model_outputs(candidate.config)
     data = candidate.config.data
-    every = math.ceil(candidate.iterations / setting.validations) if setting.validations > 1 else 0
+    every = 0
+    if setting.validate_every > 0:
+        epoch = math.ceil((data.train_samples or data.batch_size) / data.batch_size)
+        every = max(1, math.ceil(setting.validate_every * epoch))
+    model = candidate.config.model
+    init = None
+    if model.repeat or model.tied:  # the fixed page->item map, loaded like `caffe train --weights`
+        from drnngen.bind import repeat_weights
+
+        init = repeat_weights(candidate.config, setting.data.path)
     return TrainJob(
-        workdir=folder, iterations=candidate.iterations, loss_blob=loss_blob,
+        workdir=folder, iterations=candidate.iterations, loss_blob=loss_blob, init_weights=init,
         accuracy_blobs=accuracy_blobs(candidate.config, accuracy_blob),
         test_iterations=candidate.test_iterations, solver=SOLVER, mode=setting.mode,
         timeout_s=setting.timeout_s, snapshot=Path(MODEL_FILE),
         loss_interval=max(1, candidate.iterations // 20),
         validate_every=every, patience=setting.patience, stop_at=setting.stop_at,
-        reads=(Path(data.train_source), Path(data.test_source)),
+        reads=(Path(data.train_source), Path(data.test_source), *(() if init is None else (init,))),
     )
+
+
+def retry_candidate(candidate: Candidate, lr_factor: float = 0.1) -> Candidate:
+    """The same candidate at `lr_factor` times its learning rate (a NaN's one retry).
+    It keeps the key, genotype and seed: the ledger records the retry's result
+    as the candidate's, with a note."""
+    cfg = candidate.config
+    cfg = replace(cfg, solver=replace(cfg.solver, base_lr=cfg.solver.base_lr * lr_factor))
+    return replace(candidate, config=cfg, files=generate(cfg, source=CONFIG_FILE))
 
 
 def accuracy_blobs(cfg: DRNNConfig, top1: str) -> tuple[str, ...]:

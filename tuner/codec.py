@@ -1,11 +1,12 @@
 """Genotype ⇄ config. The chromosome is the paper's, a flat list:
 
-    [w, l, h, a_1 … a_l, E_1 … E_l (, base_lr) (, batch_size)]
+    [w, l, h, a_1 … a_l, E_1 … E_l (, base_lr) (, batch_size) (, solver_type)
+     (, weight_decay) (, dropout) (, repeat) (, tied)]
 
-activations as Caffe type names, widths as ints; the learning rate and the
-batch size are genes only when the search space lists choices for them. A
-decoded config is the base config with these fields replaced
-(`dataclasses.replace`), re-validated by codegen's own parser.
+activations as Caffe type names, widths as ints; the optional genes
+(`tuner.space.OPTIONAL_GENES`, in that order) are genes only when the search
+space lists choices for them. A decoded config is the base config with these
+fields replaced, re-validated by codegen's own parser.
 
 The DEAP types live here and only here (`individual_class`), created once
 under a guard, so importing this module twice or in a worker never warns.
@@ -40,6 +41,11 @@ class Genes:
     widths: tuple[int, ...]
     base_lr: float | None = None
     batch_size: int | None = None
+    solver_type: str | None = None
+    weight_decay: float | None = None
+    dropout: float | None = None
+    repeat: bool | None = None
+    tied: bool | None = None  # optional genes: None when not a gene of the space
 
 
 def individual_class() -> type[Any]:
@@ -55,10 +61,7 @@ def individual_class() -> type[Any]:
 def to_list(genes: Genes, space: SearchSpace) -> list[Any]:
     """The flat chromosome of `genes`."""
     values: list[Any] = [genes.states, genes.layers, genes.shortcut, *genes.activations, *genes.widths]
-    if space.base_lr:
-        values.append(genes.base_lr)
-    if space.batch_size:
-        values.append(genes.batch_size)
+    values += [getattr(genes, g.name) for g in space.optional_genes()]
     return values
 
 
@@ -68,9 +71,8 @@ def from_list(chromosome: Sequence[Any], space: SearchSpace) -> Genes:
     acts = tuple(str(a) for a in chromosome[HEAD:HEAD + layers])
     widths = tuple(int(e) for e in chromosome[HEAD + layers:HEAD + 2 * layers])
     rest = list(chromosome[HEAD + 2 * layers:])
-    lr = float(rest.pop(0)) if space.base_lr else None
-    batch = int(rest.pop(0)) if space.batch_size else None
-    return Genes(w, layers, h, acts, widths, lr, batch)
+    optional = {g.name: rest.pop(0) for g in space.optional_genes()}
+    return Genes(w, layers, h, acts, widths, **optional)
 
 
 def make_individual(genes: Genes, space: SearchSpace) -> Any:
@@ -89,9 +91,8 @@ def random_genes(rng: random.Random, space: SearchSpace) -> Genes:
     layers = space.layers.sample(rng)
     h = space.shortcut_range(layers).sample(rng)
     per_layer = [random_layer(rng, space) for _ in range(layers)]
-    lr = rng.choice(space.base_lr) if space.base_lr else None
-    batch = rng.choice(space.batch_size) if space.batch_size else None
-    return Genes(w, layers, h, tuple(a for a, _ in per_layer), tuple(e for _, e in per_layer), lr, batch)
+    optional = {g.name: rng.choice(getattr(space, g.name)) for g in space.optional_genes()}
+    return Genes(w, layers, h, tuple(a for a, _ in per_layer), tuple(e for _, e in per_layer), **optional)
 
 
 def random_individual(rng: random.Random, space: SearchSpace) -> Any:
@@ -104,7 +105,7 @@ def violations(chromosome: Sequence[Any], space: SearchSpace) -> list[str]:
     if len(chromosome) < HEAD or not isinstance(chromosome[1], int):
         return [f"chromosome too short or malformed: {list(chromosome)!r}"]
     layers = chromosome[1]
-    expected = HEAD + 2 * layers + bool(space.base_lr) + bool(space.batch_size)
+    expected = HEAD + 2 * layers + len(space.optional_genes())
     if len(chromosome) != expected:
         return [f"length {len(chromosome)} != {expected} for l={layers}"]
     g = from_list(chromosome, space)
@@ -118,10 +119,8 @@ def violations(chromosome: Sequence[Any], space: SearchSpace) -> list[str]:
     ]
     if g.shortcut >= g.layers:
         problems.append(f"h={g.shortcut} >= l={g.layers}")
-    if space.base_lr and g.base_lr not in space.base_lr:
-        problems.append(f"base_lr {g.base_lr} not in the space")
-    if space.batch_size and g.batch_size not in space.batch_size:
-        problems.append(f"batch_size {g.batch_size} not in the space")
+    problems += [f"{gene.name} {getattr(g, gene.name)!r} not in the space" for gene in space.optional_genes()
+                 if getattr(g, gene.name) not in getattr(space, gene.name)]
     return problems
 
 
@@ -132,20 +131,20 @@ def decode(chromosome: Sequence[Any], base_cfg: DRNNConfig, space: SearchSpace) 
         base_cfg.model, states=g.states, layers=g.layers, shortcut=g.shortcut,
         activations=g.activations, widths=g.widths,
     )
-    solver = base_cfg.solver if g.base_lr is None else replace(base_cfg.solver, base_lr=g.base_lr)
-    data = base_cfg.data if g.batch_size is None else replace(base_cfg.data, batch_size=g.batch_size)
+    mapping = to_mapping(replace(base_cfg, model=model))
+    for gene in space.optional_genes():
+        mapping[gene.section][gene.key] = getattr(g, gene.name)
     # Round-trip through the parser so a decoded config obeys every rule a
     # hand-written one does (the GA never produces what `build` would reject).
-    return parse_config(to_mapping(replace(base_cfg, model=model, solver=solver, data=data)))
+    return parse_config(mapping)
 
 
 def encode(cfg: DRNNConfig, space: SearchSpace) -> list[Any]:
     """The chromosome of a config (e.g. to seed a population with the base config)."""
     m = cfg.model
-    genes = Genes(
-        m.states, m.layers, m.shortcut, layer_activations(cfg), layer_widths(cfg),
-        cfg.solver.base_lr if space.base_lr else None, cfg.data.batch_size if space.batch_size else None,
-    )
+    mapping = to_mapping(cfg)
+    optional = {g.name: mapping[g.section][g.key] for g in space.optional_genes()}
+    genes = Genes(m.states, m.layers, m.shortcut, layer_activations(cfg), layer_widths(cfg), **optional)
     return to_list(genes, space)
 
 
@@ -156,10 +155,10 @@ def describe(chromosome: Sequence[Any], space: SearchSpace) -> str:
         f"w={g.states} l={g.layers} h={g.shortcut} "
         f"a={','.join(g.activations)} E={','.join(str(e) for e in g.widths)}"
     )
-    if g.base_lr is not None:
-        text += f" lr={g.base_lr:g}"
-    if g.batch_size is not None:
-        text += f" batch={g.batch_size}"
+    for gene in space.optional_genes():
+        value = getattr(g, gene.name)
+        shown = f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else value
+        text += f" {gene.label}={shown}"
     return text
 
 

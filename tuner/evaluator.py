@@ -4,10 +4,11 @@ it exists."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,13 +19,21 @@ from drnngen.codegen.graph import model_outputs
 from drnngen.errors import UserError
 from drnngen.runner import TrainResult
 from drnngen.tuner.cache import ResultCache
-from drnngen.tuner.candidate import TRAIN_LOSS_FILE, Candidate, Setting, prepare, train_job, write_files
+from drnngen.tuner.candidate import (
+    TRAIN_LOSS_FILE,
+    Candidate,
+    Setting,
+    prepare,
+    retry_candidate,
+    train_job,
+    write_files,
+)
 from drnngen.tuner.executors import Executor
 from drnngen.tuner.fitness import Outcome, invalid, outcome_of
 from drnngen.tuner.gentune import Evaluation, Interrupted
 from drnngen.tuner.ledger import Ledger
 from drnngen.tuner.payload import Trainer, run_training
-from drnngen.vocabulary import Source, candidate_folder
+from drnngen.vocabulary import Source, Status, candidate_folder
 
 INVALID_PREFIX = "invalid:"
 
@@ -61,10 +70,13 @@ class CandidateEvaluator:
 
     def __init__(self, setting: Setting, ledger: Ledger, cache: ResultCache | None, executor: Executor,
                  run_dir: Path, stop: threading.Event, progress: Progress | None = None,
-                 trainer: Trainer | None = None) -> None:
+                 trainer: Trainer | None = None, *, nan_retry: bool = False,
+                 on_result: Callable[[], None] = lambda: None) -> None:
         self.setting, self.ledger, self.cache, self.executor = setting, ledger, cache, executor
         self.run_dir, self.stop, self.trainer = run_dir, stop, trainer
         self.progress: Progress = progress or Silent()
+        self.nan_retry, self.on_result = nan_retry, on_result
+        self.idle_batches = 0  # consecutive batches that trained nothing (an exhausted space)
         self._prepared: dict[tuple[Any, ...], Candidate | Refused] = {}
 
     def __call__(self, individuals: Sequence[Any]) -> list[Evaluation]:
@@ -79,6 +91,7 @@ class CandidateEvaluator:
             else:
                 sources.append(self._known(item, key, results, todo))
         self._train_all(todo, results)
+        self.idle_batches = 0 if todo else self.idle_batches + 1
         self.ledger.record_evaluations(
             [(pos, key, src) for pos, (key, src) in enumerate(zip(keys, sources, strict=True))]
         )
@@ -117,31 +130,45 @@ class CandidateEvaluator:
     def _train_all(self, todo: list[Candidate], results: dict[str, Outcome]) -> None:
         self.progress.start(self.ledger.generation, len(todo))
         try:
-            jobs = []
-            for candidate in todo:
-                folder = self.folder(candidate.key).resolve()
-                write_files(candidate, folder)
-                jobs.append(train_job(candidate, folder, self.setting))
-            run = functools.partial(run_training, trainer=self.trainer)
-            for index, result in self.executor.imap_unordered(run, jobs, stop=self.stop):
-                candidate = todo[index]
-                outcome = self._outcome(candidate, result)
-                self._record(candidate, outcome, Source.TRAINED)
-                if self.cache is not None:
-                    self.cache.put(candidate.key, outcome)
-                results[candidate.key] = outcome
-                self.progress.advance()
+            diverged = self._train(todo, results)
+            if self.nan_retry and diverged:
+                # one retry at a tenth of the learning rate, recorded under the candidate's key
+                self._train([retry_candidate(c) for c in diverged], results, note="retried at lr x0.1 after NaN")
         finally:
             self.progress.finish()
         if any(c.key not in results for c in todo):
             raise Interrupted  # the stop event skipped trainings that had not started
 
-    def _outcome(self, candidate: Candidate, result: TrainResult) -> Outcome:
+    def _train(self, todo: list[Candidate], results: dict[str, Outcome], note: str | None = None) -> list[Candidate]:
+        """Train `todo` on the executor, recording each result; the candidates that diverged."""
+        jobs = []
+        for candidate in todo:
+            folder = self.folder(candidate.key).resolve()
+            write_files(candidate, folder)
+            jobs.append(train_job(candidate, folder, self.setting))
+        run = functools.partial(run_training, trainer=self.trainer)
+        diverged = []
+        for index, result in self.executor.imap_unordered(run, jobs, stop=self.stop):
+            candidate = todo[index]
+            outcome = self._outcome(candidate, result, note)
+            if outcome.status == Status.NAN and note is None and self.nan_retry:
+                diverged.append(candidate)  # recorded once its retry is back
+                continue
+            self._record(candidate, outcome, Source.TRAINED)
+            if self.cache is not None:
+                self.cache.put(candidate.key, outcome)
+            results[candidate.key] = outcome
+            self.progress.advance()
+            self.on_result()
+        return diverged
+
+    def _outcome(self, candidate: Candidate, result: TrainResult, note: str | None) -> Outcome:
         """The ledger's outcome of a training; its train losses go beside it for the report."""
         if result.train_losses:
             (self.folder(candidate.key) / TRAIN_LOSS_FILE).write_text(
                 json.dumps([[int(i), float(v)] for i, v in result.train_losses]))
-        return outcome_of(result, model_outputs(candidate.config)[1])
+        outcome = outcome_of(result, model_outputs(candidate.config)[1])
+        return outcome if note is None else dataclasses.replace(outcome, note=note)
 
     def folder(self, key: str) -> Path:
         return candidate_folder(self.run_dir, key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,9 @@ from drnngen.tuner.params import Resources, TuneParams
 from drnngen.tuner.payload import Trainer
 from drnngen.vocabulary import Status
 
+IDLE_BATCHES = 20  # evaluation batches in a row with nothing new to train: the space is exhausted
+ELAPSED = "elapsed_s"  # ledger meta: the run's wall time over all its sessions (the budget's clock)
+
 
 @dataclass
 class RunSummary:
@@ -43,6 +47,55 @@ class RunSummary:
     evaluated: int
     params: TuneParams
     records: list[dict[str, Any]] = field(default_factory=list)
+    budget_spent: bool = False  # stopped by --time-budget (a finished run, not an interrupted one)
+
+
+class RunClock:
+    """The run's wall time over all its sessions (so a resume gets what is left
+    of --time-budget), kept in the ledger."""
+
+    def __init__(self, ledger: Ledger, budget_s: float | None) -> None:
+        self.ledger, self.budget_s = ledger, budget_s
+        self._before = float(ledger.meta(ELAPSED) or 0.0)
+        self._started = time.time()
+
+    @property
+    def elapsed(self) -> float:
+        return self._before + time.time() - self._started
+
+    @property
+    def deadline(self) -> float | None:
+        """Unix time at which the budget is spent (None: no budget)."""
+        return None if self.budget_s is None else self._started + self.budget_s - self._before
+
+    def expired(self) -> bool:
+        deadline = self.deadline
+        return deadline is not None and time.time() >= deadline
+
+    def save(self) -> None:
+        self.ledger.set_meta(ELAPSED, self.elapsed)
+
+
+class _Halt(threading.Event):
+    """Set once the user stops or the time budget is spent: what the evaluator, the
+    executors and the loop obey (trainings in flight are cut by their stop_at).
+    Reads both at every look, so a stop is seen at once."""
+
+    def __init__(self, stop: threading.Event, clock: RunClock) -> None:
+        super().__init__()
+        self._stop, self._clock = stop, clock
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._stop.is_set() or self._clock.expired()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if end is None else min(0.05, end - time.monotonic())
+            if left <= 0:
+                return False
+            self._stop.wait(left)
+        return True
 
 
 class _Reporting:
@@ -95,25 +148,33 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
          progress: Progress | None, on_generation: Callable[[dict[str, Any]], None], trainer: Trainer | None,
          executor: Executor) -> RunSummary:
     space = params.search_space()
+    clock = RunClock(ledger, params.time_budget_s)
     setting = Setting(params.base_config(), space, TuneData(Path(params.data)),
                       Budget(params.iterations, params.epochs), params.seed, check_mode(params.mode),
-                      params.timeout_s)
+                      params.timeout_s, validate_every=params.validate_every, patience=params.patience,
+                      stop_at=clock.deadline)
     strategy = strategy_named(params.strategy)
     rng = random.Random(params.seed)
     toolbox = make_toolbox(space, rng)
     checkpoint = ledger.checkpoint(individual_class())
     cache = ResultCache(resources.cache_dir) if resources.cache_dir is not None else None
     ledger.set_status(RunStatus.RUNNING)
+    halt = _Halt(stop, clock)
     try:
-        evaluator = CandidateEvaluator(setting, ledger, cache, executor, run_dir, stop, progress, trainer)
+        evaluator = CandidateEvaluator(setting, ledger, cache, executor, run_dir, halt, progress, trainer,
+                                       nan_retry=params.nan_retry, on_result=clock.save)
         result = gentune(toolbox, rng, generations=params.generations, population_size=params.population,
                          pc=params.pc, pm=params.pm, evaluate_many=evaluator, strategy=strategy,
-                         journal=_Reporting(ledger, on_generation), stop=stop.is_set, start=checkpoint)
+                         journal=_Reporting(ledger, on_generation),
+                         stop=lambda: halt.is_set() or evaluator.idle_batches >= IDLE_BATCHES, start=checkpoint)
     finally:
+        clock.save()
         if cache is not None:
             cache.close()
-    ledger.set_status(RunStatus.INTERRUPTED if result.interrupted else RunStatus.FINISHED)
-    return RunSummary(run_dir, result, ledger.best(), len(ledger.candidates()), params, ledger.records())
+    budget_spent = clock.expired() and not stop.is_set()
+    ledger.set_status(RunStatus.INTERRUPTED if result.interrupted and not budget_spent else RunStatus.FINISHED)
+    return RunSummary(run_dir, result, ledger.best(), len(ledger.candidates()), params, ledger.records(),
+                      budget_spent)
 
 
 def _executor(resources: Resources, mode: str) -> Executor:

@@ -1,4 +1,4 @@
-"""DEAP operators for the chromosome (w, l, h, a_1…a_l, E_1…E_l [, lr] [, batch]).
+"""DEAP operators for the chromosome (w, l, h, a_1…a_l, E_1…E_l [, optional genes]).
 
 DEAP's contract: change the individual(s) in place and return a tuple
 (selection returns a list). Unlike DEAP's stock operators, every function
@@ -76,11 +76,16 @@ def selTournament(individuals: Sequence[Any], k: int, rng: random.Random, tourns
 # --- helpers -----------------------------------------------------------------
 
 _SCALARS = ("states", "layers", "shortcut", "base_lr", "batch_size")
+# Optional genes added after the first release: drawn for only when the space has them,
+# so the RNG stream of a space without them is the one earlier runs used.
+_LATER_SCALARS = ("solver_type", "weight_decay", "dropout", "repeat", "tied")
 
 
 def _swap_scalars(a: Genes, b: Genes, rng: random.Random, indpb: float) -> tuple[Genes, Genes]:
-    for name in _SCALARS:
+    for name in _SCALARS + _LATER_SCALARS:
         # One draw per gene, present or not, keeps the RNG stream independent of the space.
+        if name in _LATER_SCALARS and getattr(a, name) is None:
+            continue
         if rng.random() < indpb:
             va, vb = getattr(a, name), getattr(b, name)
             a, b = replace(a, **{name: vb}), replace(b, **{name: va})
@@ -124,7 +129,7 @@ def _sites(genes: Genes, space: SearchSpace) -> list[Site]:
         sites += [("activation", i) for i in range(genes.layers)]
     if len(space.widths) > 1:
         sites += [("width", i) for i in range(genes.layers)]
-    sites += [(name, -1) for name in ("base_lr", "batch_size") if len(getattr(space, name)) > 1]
+    sites += [(g.name, -1) for g in space.optional_genes() if len(getattr(space, g.name)) > 1]
     return sites
 
 

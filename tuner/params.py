@@ -28,10 +28,15 @@ class TuneParams:
     timeout_s: float | None
     base: dict[str, Any]  # codegen.config.to_mapping of the base config
     space: dict[str, Any]  # tuner.space.space_mapping
+    # The training protocol (fields of later releases have defaults: older ledgers lack them):
+    validate_every: float = 0.0  # epochs between validation points; 0: one pass at the end
+    patience: int = 0  # validation points without improvement that stop a training; 0: never
+    time_budget_s: float | None = None  # the whole run's; no training starts once it is spent
+    nan_retry: bool = False  # retrain a NaN candidate once at a tenth of its learning rate
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TuneParams:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def base_config(self) -> DRNNConfig:
         return parse_config(self.base)

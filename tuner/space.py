@@ -2,13 +2,16 @@
 
 Read from YAML (`examples/space.yaml`); every key is optional and defaults to
 a range around the paper's Table I. Integers are ranges (`{min, max}` or one
-fixed value); per-layer activations and widths, the learning rate and the
-batch size are sets of choices. An empty `base_lr` / `batch_size` list (the
-default) leaves that setting to the base config and out of the chromosome.
+fixed value); per-layer activations and widths are sets of choices, and so
+are the optional genes (`OPTIONAL_GENES`: learning rate, batch size, solver
+type, weight decay, dropout, repeat path, tied embeddings). An empty list
+(their default) leaves that setting to the base config and out of the
+chromosome.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,8 +20,31 @@ from typing import Any
 
 import yaml
 
-from drnngen.codegen.config import ACTIVATIONS
+from drnngen.codegen.config import ACTIVATIONS, SOLVER_TYPES
 from drnngen.errors import UserError
+
+
+@dataclass(frozen=True)
+class OptionalGene:
+    """A setting of the base config that becomes a gene when the space lists
+    choices for it: `SearchSpace.<name>` holds them, the config key is
+    `<section>.<key>`."""
+
+    name: str
+    section: str
+    key: str
+    label: str  # in a genotype's one-line description
+
+
+OPTIONAL_GENES: tuple[OptionalGene, ...] = (
+    OptionalGene("base_lr", "solver", "base_lr", "lr"),
+    OptionalGene("batch_size", "data", "batch_size", "batch"),
+    OptionalGene("solver_type", "solver", "type", "solver"),
+    OptionalGene("weight_decay", "solver", "weight_decay", "decay"),
+    OptionalGene("dropout", "model", "dropout", "dropout"),
+    OptionalGene("repeat", "model", "repeat", "repeat"),
+    OptionalGene("tied", "model", "tied", "tied"),
+)
 
 
 @dataclass(frozen=True)
@@ -50,13 +76,22 @@ class SearchSpace:
     widths: tuple[int, ...] = (50, 100, 200, 500, 1000)
     base_lr: tuple[float, ...] = ()
     batch_size: tuple[int, ...] = ()
+    solver_type: tuple[str, ...] = ()
+    weight_decay: tuple[float, ...] = ()
+    dropout: tuple[float, ...] = ()
+    repeat: tuple[bool, ...] = ()
+    tied: tuple[bool, ...] = ()
+
+    def optional_genes(self) -> tuple[OptionalGene, ...]:
+        """The optional genes this space makes part of the chromosome, in chromosome order."""
+        return tuple(g for g in OPTIONAL_GENES if getattr(self, g.name))
 
     def shortcut_range(self, layers: int) -> IntRange:
         """The h values allowed when l = `layers` (h < l)."""
         return self.shortcut.capped(layers - 1)
 
 
-_KEYS = ("states", "layers", "shortcut", "activations", "widths", "base_lr", "batch_size")
+_KEYS = ("states", "layers", "shortcut", "activations", "widths", *(g.name for g in OPTIONAL_GENES))
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -89,6 +124,12 @@ def parse_space(raw: object) -> SearchSpace:
     values["widths"] = _numbers(raw.get("widths", default.widths), "widths", int, errors)
     values["base_lr"] = _numbers(raw.get("base_lr", ()), "base_lr", float, errors, allow_empty=True)
     values["batch_size"] = _numbers(raw.get("batch_size", ()), "batch_size", int, errors, allow_empty=True)
+    values["solver_type"] = tuple(_solver(v, errors) for v in _choices(raw.get("solver_type", ()), "solver_type",
+                                                                        errors, allow_empty=True))
+    values["weight_decay"] = _fractions(raw.get("weight_decay", ()), "weight_decay", errors, high=None)
+    values["dropout"] = _fractions(raw.get("dropout", ()), "dropout", errors, high=1.0)
+    for key in ("repeat", "tied"):
+        values[key] = _flags(raw.get(key, ()), key, errors)
     if errors:
         raise UserError("; ".join(errors))
     space = SearchSpace(**values)
@@ -131,6 +172,35 @@ def _numbers(value: object, key: str, kind: type[Any], errors: list[str], allow_
     return tuple(out)
 
 
+def _fractions(value: object, key: str, errors: list[str], high: float | None) -> tuple[float, ...]:
+    """Choices >= 0 (and < `high` when given): weight decay, dropout probability."""
+    out = []
+    for item in _choices(value, key, errors, allow_empty=True):
+        ok = isinstance(item, int | float) and not isinstance(item, bool) and math.isfinite(item) and item >= 0
+        if not ok or (high is not None and item >= high):
+            bound = f"in [0, {high:g})" if high is not None else ">= 0"
+            errors.append(f"{key}: expected finite values {bound}, got {item!r}")
+            continue
+        out.append(float(item))
+    return tuple(out)
+
+
+def _flags(value: object, key: str, errors: list[str]) -> tuple[bool, ...]:
+    items = _choices(value, key, errors, allow_empty=True)
+    bad = [item for item in items if not isinstance(item, bool)]
+    if bad:
+        errors.append(f"{key}: expected true/false choices, got {bad[0]!r}")
+    return tuple(bool(item) for item in items if isinstance(item, bool))
+
+
+def _solver(name: object, errors: list[str]) -> str:
+    for known in SOLVER_TYPES:
+        if str(name).lower() == known.lower():
+            return known
+    errors.append(f"solver_type: unknown solver {name!r} (one of: {', '.join(SOLVER_TYPES)})")
+    return str(name)
+
+
 def _activation(name: object, errors: list[str]) -> str:
     canonical = ACTIVATIONS.get(str(name).lower())
     if canonical is None:
@@ -160,6 +230,5 @@ def space_mapping(space: SearchSpace) -> dict[str, Any]:
             ("states", space.states), ("layers", space.layers), ("shortcut", space.shortcut))},
         "activations": list(space.activations),
         "widths": list(space.widths),
-        "base_lr": list(space.base_lr),
-        "batch_size": list(space.batch_size),
+        **{g.name: list(getattr(space, g.name)) for g in OPTIONAL_GENES},
     }

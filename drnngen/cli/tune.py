@@ -18,17 +18,20 @@ import click
 from click.core import ParameterSource
 
 from drnngen.codegen.config import DRNNConfig, load_config, to_mapping
+from drnngen.data.manifest import load_manifest
 from drnngen.errors import UserError
 from drnngen.runner.locate import cache_dir as drnngen_cache
 from drnngen.tuner import Resources, RunSummary, TuneParams, export_best, tune
 from drnngen.tuner.codec import describe
+from drnngen.tuner.defaults import DEFAULT_EPOCHS, default_base, default_space
 from drnngen.tuner.executors import ExecutorLost, kill_children, parse_gpus
 from drnngen.tuner.gentune import STRATEGIES
 from drnngen.tuner.space import SearchSpace, load_space, space_mapping
 
 # Options that decide a run's result: fixed at its start, refused with --resume.
 _RESULT_OPTIONS = ("config", "space", "data", "population", "iters", "epochs", "pc", "pm", "strategy",
-                   "mode", "seed", "timeout")
+                   "mode", "seed", "timeout", "time_budget", "validate_every", "patience", "nan_retry")
+UNBOUNDED_GENERATIONS = 1_000_000  # with --time-budget and no --generations: until the budget is spent
 _PATH = click.Path(path_type=Path)
 
 
@@ -51,16 +54,29 @@ def _require_local_caffe(mode: str) -> None:
 @click.command("tune")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
               help="Base config YAML; the genes replace its w, l, h, activations, widths "
-                   "(and lr/batch when the space lists them). Default: the paper's Table I.")
+                   "(and the optional genes the space lists). Default: sized to the dataset "
+                   "(Adam, fixed lr, batch ~1/64 of the train split, repeat path where it fits).")
 @click.option("--space", type=click.Path(dir_okay=False, path_type=Path),
-              help="Search space YAML (see examples/space.yaml). Default: around Table I.")
+              help="Search space YAML (see examples/space.yaml). Default: small nets with lr, dropout "
+                   "and the repeat path as genes (drnngen.tuner.defaults).")
 @click.option("--data", type=_PATH, help="Prepared dataset folder (`drnngen prepare`).")
-@click.option("--generations", type=click.IntRange(0), default=10, show_default=True,
-              help="GA generations N after the initial population (with --resume: extend to N).")
+@click.option("--generations", type=click.IntRange(0),
+              help="GA generations N after the initial population (with --resume: extend to N) "
+                   "[default: 10; with --time-budget: until the budget is spent].")
 @click.option("--population", type=click.IntRange(2), default=10, show_default=True, help="Population size.")
 @click.option("--iters", type=click.IntRange(1), help="Training budget of every candidate, in iterations.")
 @click.option("--epochs", type=click.FloatRange(0, min_open=True),
-              help="Training budget in epochs of the train split (instead of --iters).")
+              help="Training budget in epochs of the train split (instead of --iters) [default: 30].")
+@click.option("--time-budget", type=click.FloatRange(0, min_open=True), metavar="MINUTES",
+              help="Wall time of the whole run: no training starts once it is spent, trainings in flight "
+                   "stop at it and keep their best snapshot. --resume gets what is left.")
+@click.option("--validate-every", type=click.FloatRange(0), default=1.0, show_default=True, metavar="EPOCHS",
+              help="Validation points during a training (0: one, at the end); the best one's snapshot "
+                   "is the candidate's fitness and weights.")
+@click.option("--patience", type=click.IntRange(0), default=3, show_default=True,
+              help="Stop a training after this many validation points without improvement (0: never).")
+@click.option("--nan-retry/--no-nan-retry", default=True, show_default=True,
+              help="Retrain a candidate whose loss went NaN once, at a tenth of its learning rate.")
 @click.option("--pc", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="Crossover probability.")
 @click.option("--pm", type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Mutation probability.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="literal", show_default=True,
@@ -89,12 +105,12 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
     carries on and ends where an uninterrupted run would have. The best
     candidate is exported to RUN/best (see `drnngen best`).
     """
-    run_dir, params = _run_and_params(ctx, options)
     gpus = parse_gpus(options["gpus"])
-    if gpus and options["mode"] != "gpu" and params is not None:
+    if gpus and options["mode"] != "gpu" and options["resume"] is None:
         raise UserError("--gpus needs --mode gpu")
     if options["scheduler"] is not None and (options["workers"] is not None or gpus):
         raise UserError("--scheduler runs the trainings on the Dask workers; drop --workers/--gpus")
+    run_dir, params = _run_and_params(ctx, options)
     resources = Resources(
         workers=options["workers"] or max(1, len(gpus)),
         gpus=gpus,
@@ -104,7 +120,7 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
     if params is not None and options["scheduler"] is None:
         _require_local_caffe(params.mode)
     _share_cores(resources.workers)
-    extend = options["generations"] if _given(ctx, "generations") else None
+    extend = options["generations"] if _given(ctx, "generations") and options["resume"] is not None else None
     stop = threading.Event()
     try:
         with _interrupt_sets(stop):
@@ -117,7 +133,9 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
         raise ExecutorLost(f"{exc}; the ledger has every finished training: drnngen tune --resume {run_dir}"
                            ) from None
     _finish(summary)
-    if summary.result.interrupted:
+    if summary.budget_spent:
+        click.echo(f"time budget spent; extend it with: drnngen tune --resume {run_dir}", err=True)
+    elif summary.result.interrupted:
         click.echo(f"interrupted; continue with: drnngen tune --resume {run_dir}", err=True)
         ctx.exit(130)
 
@@ -131,19 +149,36 @@ def _run_and_params(ctx: click.Context, options: dict[str, Any]) -> tuple[Path, 
         return options["resume"], None
     if options["data"] is None:
         raise UserError("--data: give the prepared dataset folder (or --resume RUN)")
-    if (options["iters"] is None) == (options["epochs"] is None):
+    if options["iters"] is not None and options["epochs"] is not None:
         raise UserError("give the training budget of a candidate: --iters N or --epochs E (one of them)")
-    base = load_config(options["config"]) if options["config"] else DRNNConfig()
-    space = load_space(options["space"]) if options["space"] else SearchSpace()
+    epochs = options["epochs"] if options["iters"] is not None or options["epochs"] is not None else DEFAULT_EPOCHS
+    base, space = _base_and_space(options)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = options["output"] or Path("runs") / f"tune-{stamp}"
+    budget = options["time_budget"]
+    generations = options["generations"]
+    if generations is None:
+        generations = UNBOUNDED_GENERATIONS if budget is not None else 10
     params = TuneParams(
-        data=str(Path(options["data"]).resolve()), generations=options["generations"],
+        data=str(Path(options["data"]).resolve()), generations=generations,
         population=options["population"], pc=options["pc"], pm=options["pm"], strategy=options["strategy"],
-        seed=options["seed"], iterations=options["iters"], epochs=options["epochs"], mode=options["mode"],
-        timeout_s=options["timeout"], base=to_mapping(base), space=space_mapping(space),
+        seed=options["seed"], iterations=options["iters"], epochs=epochs if options["iters"] is None else None,
+        mode=options["mode"], timeout_s=options["timeout"], base=to_mapping(base), space=space_mapping(space),
+        validate_every=options["validate_every"], patience=options["patience"],
+        time_budget_s=None if budget is None else budget * 60.0, nan_retry=options["nan_retry"],
     )
     return run_dir, params
+
+
+def _base_and_space(options: dict[str, Any]) -> tuple[DRNNConfig, SearchSpace]:
+    """The files given, else the defaults that suit the dataset (read only then)."""
+    base = load_config(options["config"]) if options["config"] else None
+    space = load_space(options["space"]) if options["space"] else None
+    if base is None or space is None:
+        m = load_manifest(Path(options["data"]))
+        base = base or default_base(m.pages, m.items, m.train_samples, m.target)
+        space = space or default_space(m.pages, m.items, m.target)
+    return base, space
 
 
 def _given(ctx: click.Context, name: str) -> bool:

@@ -31,6 +31,8 @@ class TrainingCurve:
     test: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     # Caffe's log prints the net's total loss; the runner records the last state's
     train_label: str = "train loss (sum over states)"
+    kept: int | None = None  # iteration of the snapshot the training kept (its best validation point)
+    stopped: tuple[int, str] | None = None  # (iteration, why): max_iter, patience, deadline, nan
 
     def __bool__(self) -> bool:
         return bool(self.train_loss or self.test)

@@ -202,7 +202,8 @@ def plot_gene_frequencies(history: RunHistory) -> Figure:
 
 
 def plot_training_curve(history: RunHistory) -> Figure:
-    """The best candidate's train loss per interval, validation loss and accuracy per test interval."""
+    """The best candidate's train loss per interval, its validation points (loss and
+    accuracy), the snapshot it kept and where its training stopped."""
     name = history.best.key if history.best else "none"
     fig, ax = _figure(f"Training curve of the best candidate ({name}) — {history.name}")
     curve = history.best_curve
@@ -225,6 +226,14 @@ def plot_training_curve(history: RunHistory) -> Figure:
         acc_ax.set_ylim(0, 1)
         more_handles, more_labels = acc_ax.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
+    if curve.kept is not None:
+        handles.append(ax.axvline(curve.kept, color="tab:green", linestyle=":",
+                                  label=f"kept snapshot (iteration {curve.kept})"))
+        labels.append(handles[-1].get_label())
+    if curve.stopped is not None:
+        handles.append(ax.axvline(curve.stopped[0], color="tab:red", linestyle="-.", alpha=0.6,
+                                  label=f"stopped: {curve.stopped[1]} (iteration {curve.stopped[0]})"))
+        labels.append(handles[-1].get_label())
     if handles:
         ax.legend(handles, labels, loc="center right")
     else:

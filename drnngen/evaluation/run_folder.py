@@ -123,11 +123,12 @@ def _candidate(row: CandidateRow, space: SearchSpace) -> CandidateView:
 
 
 def _curve(best: CandidateRow | None) -> TrainingCurve:
-    """The best candidate's curve from its caffe.log, ending in its final validation test.
+    """The best candidate's curve: train losses (its caffe.log, else what the runner
+    recorded), every validation point the runner made (from the ledger), the kept
+    snapshot and where training stopped.
 
-    The tuner's children log at WARNING level unless GLOG_minloglevel=0 is set
-    for the run, so the log often holds no curve: the final validation loss and
-    accuracies (from the ledger) are then all there is to show.
+    A ledger without validation points (a run from before they were recorded)
+    shows the final validation test alone.
     """
     if best is None or not best.outcome.ok:
         return TrainingCurve()
@@ -138,14 +139,19 @@ def _curve(best: CandidateRow | None) -> TrainingCurve:
     if not curve.train_loss and best.folder:
         curve = TrainingCurve(_recorded_train_loss(Path(best.folder)), curve.test,
                               "train loss (last state, mean per interval)")
+    o = best.outcome
     loss_blob, _ = model_outputs(parse_config(yaml.safe_load(best.config)))
-    final = {**best.outcome.metrics, loss_blob: best.outcome.loss}
+    points = [(int(v["iteration"]), {loss_blob: float(v["loss"]), **v["accuracy"]}) for v in o.validations]
+    if not points:
+        kept = o.best_iteration or o.iterations
+        points = [(kept, {**o.metrics, loss_blob: o.loss})]
     test = dict(curve.test)
-    for name, value in final.items():
-        points = test.get(name, ())
-        if value is not None and not any(it == best.outcome.iterations for it, _ in points):
-            test[name] = (*points, (best.outcome.iterations, float(value)))
-    return TrainingCurve(curve.train_loss, test, curve.train_label)
+    for iteration, values in points:
+        for name, value in values.items():
+            if value is not None and not any(it == iteration for it, _ in test.get(name, ())):
+                test[name] = (*test.get(name, ()), (iteration, float(value)))
+    stopped = (o.iterations, o.stop_reason) if o.stop_reason else None
+    return TrainingCurve(curve.train_loss, test, curve.train_label, kept=o.best_iteration, stopped=stopped)
 
 
 def _recorded_train_loss(folder: Path) -> tuple[tuple[int, float], ...]:

@@ -1,0 +1,65 @@
+"""What `drnngen tune` uses when the user gives no base config or no space:
+settings that suit the prepared dataset, chosen so that no candidate of the
+default space diverges (Adam at a small fixed learning rate, batches sized to
+the train split).
+
+The paper's Table I (SGD at lr 0.1, batch 9000, widths 1000/100) stays the
+default of `drnngen build` and of `examples/paper.yaml`; on a few thousand
+training samples it is three iterations an epoch and diverges in deep nets,
+which is why the tuner does not start from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drnngen.codegen.config import DRNNConfig, parse_config
+from drnngen.tuner.space import IntRange, SearchSpace
+
+# A repeat path / tied output holds a fixed (M+1) x N page->item map in the net.
+REPEAT_MAP_LIMIT = 256 * 2**20  # bytes of that map (float32) the defaults allow
+DEFAULT_EPOCHS = 30.0  # the per-candidate budget when neither --iters nor --epochs is given
+DEFAULT_PATIENCE = 3  # validation points without improvement before a training stops
+DEFAULT_VALIDATE_EVERY = 1.0  # epochs between validation points
+
+
+def batch_for(train_samples: int) -> int:
+    """A power of two near 1/64 of the train split, within [32, 512]: enough
+    iterations per epoch for Adam, few enough for a CPU."""
+    target = max(1, train_samples // 64)
+    size = 32
+    while size * 2 <= min(target, 512):
+        size *= 2
+    return size
+
+
+def repeat_fits(pages: int, items: int) -> bool:
+    """Whether the fixed page->item map of the repeat path is small enough by default."""
+    return (pages + 1) * items * 4 <= REPEAT_MAP_LIMIT
+
+
+def default_base(pages: int, items: int, train_samples: int, target: str) -> DRNNConfig:
+    """The base config for a dataset of M `pages`, N `items` and `train_samples` rows."""
+    model: dict[str, Any] = {"top_k": min(20, items), "widths": 128, "layers": 2, "shortcut": 1,
+                             "activations": "ReLU"}
+    if repeat_fits(pages, items):
+        model["repeat"] = True
+    return parse_config({
+        "name": "drnn",
+        "model": model,
+        "data": {"batch_size": batch_for(train_samples), "test_batch_size": 2048},
+        "solver": {"type": "Adam", "base_lr": 0.002, "lr_policy": "fixed", "momentum": 0.9,
+                   "weight_decay": 0.0, "display": 0},
+    })
+
+
+def default_space(pages: int, items: int, target: str) -> SearchSpace:
+    """Small nets that train in seconds to minutes on a CPU, with the learning
+    rate, dropout and (where its map fits) the repeat path as genes."""
+    # `tied` stays out: it needs widths[l-1] == widths[0], which most genotypes break
+    repeat: tuple[bool, ...] = (True, False) if repeat_fits(pages, items) else ()
+    return SearchSpace(
+        states=IntRange(2, 6), layers=IntRange(1, 3), shortcut=IntRange(0, 2),
+        activations=("ReLU", "TanH", "ELU"), widths=(64, 128, 256),
+        base_lr=(0.001, 0.002, 0.005), dropout=(0.0, 0.2, 0.4), repeat=repeat,
+    )
