@@ -38,10 +38,12 @@ $(INSTALLED): setup.py setup.cfg pyproject.toml
 	touch $@
 
 DEMO := out/demo
+DEMO_MINUTES ?= 2
 # The whole pipeline on a bundled example: a seeded synthetic log → Caffe HDF5
-# → the paper's net for it → 3 generations of GenTune in Caffe → test-split
-# evaluation against POP/S-POP/item-kNN → report with plots. Re-running
-# replaces out/demo (the tuner's cache makes the re-run quick).
+# → the paper's net for it → GenTune in Caffe for DEMO_MINUTES with the
+# data-aware defaults (no --config/--space) → test-split evaluation against
+# POP/S-POP/item-kNN/SKNN/V-SKNN → report with plots. Re-running replaces
+# out/demo (the tuner's cache makes the re-run quicker).
 demo: setup  ## run the whole pipeline on a bundled synthetic example (out/demo)
 	$(DRNNGEN) synth --sessions 4000 --seed 7 --items 300 -o $(DEMO)/logs --force
 	$(DRNNGEN) prepare $(DEMO)/logs/clicks.dat --buys $(DEMO)/logs/buys.dat --users $(DEMO)/logs/users.csv \
@@ -49,8 +51,7 @@ demo: setup  ## run the whole pipeline on a bundled synthetic example (out/demo)
 	$(DRNNGEN) build examples/paper.yaml --data $(DEMO)/data -o $(DEMO)/paper-net
 	$(DRNNGEN) draw examples/small.yaml -o $(DEMO)/small-net.svg
 	rm -rf $(DEMO)/run
-	$(DRNNGEN) tune --config examples/demo.yaml --space examples/demo_space.yaml --data $(DEMO)/data \
-		--generations 3 --population 6 --iters 300 --seed 7 -o $(DEMO)/run
+	$(DRNNGEN) tune --data $(DEMO)/data --time-budget $(DEMO_MINUTES) --population 6 --seed 7 -o $(DEMO)/run
 	$(DRNNGEN) evaluate $(DEMO)/run --data $(DEMO)/data --k 1,5,10,20
 	$(DRNNGEN) report $(DEMO)/run -o $(DEMO)/run/report
 	@echo "demo done: see $(DEMO)/run/report/report.md"

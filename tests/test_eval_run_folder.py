@@ -13,7 +13,7 @@ from drnngen.cli import cli
 from drnngen.codegen.config import load_config, to_mapping
 from drnngen.errors import UserError
 from drnngen.evaluation.compare import deploy_window
-from drnngen.evaluation.report import PLOTS
+from drnngen.evaluation.report import PLOTS, plot_training_curve
 from drnngen.evaluation.run_folder import genes_of, run_history, trained_net
 from drnngen.tuner.candidate import TRAIN_LOSS_FILE
 from drnngen.tuner.codec import decode, individual_class
@@ -119,3 +119,25 @@ def test_genes_with_optional_lr_and_batch() -> None:
     assert genes_of([2, 1, 0, "ReLU", 32, 0.01, 128], space) == {
         "states": 2, "layers": 1, "shortcut": 0, "activation_1": "ReLU", "width_1": 32, "base_lr": 0.01,
         "batch_size": 128}
+
+
+def test_best_curve_shows_every_validation_point_the_kept_snapshot_and_the_stop(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    ledger = Ledger.open(run)
+    best = ledger.best()
+    assert best is not None and best.key == "bbbb2222"
+    points = ({"iteration": 4, "loss": 1.9, "accuracy": {"accuracy": 0.40}},
+              {"iteration": 7, "loss": 1.5, "accuracy": {"accuracy": 0.45}},
+              {"iteration": 10, "loss": 1.7, "accuracy": {"accuracy": 0.41}})
+    outcome = dataclasses.replace(best.outcome, validations=points, best_iteration=7, stop_reason="patience")
+    ledger.record_candidate(best.key, best.genotype, best.config, outcome, random_seed=1,
+                            folder=Path(best.folder or ""), source="trained")
+    ledger.close()
+    history = run_history(run)
+    curve = history.best_curve
+    assert curve.test["accuracy"] == ((4, 0.40), (7, 0.45), (10, 0.41))
+    assert curve.test["s2_loss"] == ((4, 1.9), (7, 1.5), (10, 1.7))
+    assert curve.kept == 7 and curve.stopped == (10, "patience")
+    figure = plot_training_curve(history)
+    labels = [line.get_label() for line in figure.axes[0].get_lines()]
+    assert "kept snapshot (iteration 7)" in labels and "stopped: patience (iteration 10)" in labels

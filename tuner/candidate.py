@@ -213,7 +213,8 @@ def retry_candidate(candidate: Candidate, lr_factor: float = 0.1) -> Candidate:
     It keeps the key, genotype and seed: the ledger records the retry's result
     as the candidate's, with a note."""
     cfg = candidate.config
-    cfg = replace(cfg, solver=replace(cfg.solver, base_lr=cfg.solver.base_lr * lr_factor))
+    lower = float(f"{cfg.solver.base_lr * lr_factor:.6g}")  # 0.005, not 0.005000000000000001
+    cfg = replace(cfg, solver=replace(cfg.solver, base_lr=lower))
     return replace(candidate, config=cfg, files=generate(cfg, source=CONFIG_FILE))
 
 

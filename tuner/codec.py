@@ -143,9 +143,16 @@ def encode(cfg: DRNNConfig, space: SearchSpace) -> list[Any]:
     """The chromosome of a config (e.g. to seed a population with the base config)."""
     m = cfg.model
     mapping = to_mapping(cfg)
-    optional = {g.name: mapping[g.section][g.key] for g in space.optional_genes()}
+    optional = {g.name: _one(mapping[g.section][g.key]) for g in space.optional_genes()}
     genes = Genes(m.states, m.layers, m.shortcut, layer_activations(cfg), layer_widths(cfg), **optional)
     return to_list(genes, space)
+
+
+def _one(value: Any) -> Any:
+    """A per-layer setting given once for every layer (dropout) as its one value."""
+    if isinstance(value, list) and value and all(v == value[0] for v in value):
+        return value[0]
+    return value
 
 
 def describe(chromosome: Sequence[Any], space: SearchSpace) -> str:

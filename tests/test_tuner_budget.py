@@ -1,0 +1,151 @@
+"""The run-level protocol around a cheap deterministic trainer: --time-budget
+(no training starts once it is spent, resume gets what is left), the NaN retry
+at a tenth of the learning rate, the optional genes and the data-aware
+defaults."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drnngen.codegen.config import parse_config
+from drnngen.data.manifest import load_manifest
+from drnngen.runner import TrainJob, TrainResult
+from drnngen.tuner import Resources, tune
+from drnngen.tuner.codec import decode, describe, encode, random_genes, to_list, violations
+from drnngen.tuner.defaults import batch_for, default_base, default_space, repeat_fits
+from drnngen.tuner.ledger import Ledger, RunStatus
+from drnngen.tuner.lifecycle import ELAPSED
+from drnngen.tuner.space import IntRange, SearchSpace, parse_space, space_mapping
+from drnngen.vocabulary import Status
+from tests.data_support import TUNER_DATA
+from tests.tuner_support import FakeTrainer, run
+
+DATASET = TUNER_DATA
+
+
+def test_no_training_starts_once_the_budget_is_spent(tmp_path: Path, dataset: Path) -> None:
+    trainer = FakeTrainer(delay=0.3)
+    started = time.monotonic()
+    summary = run(tmp_path, dataset, "r", trainer, resources=Resources(workers=1),
+                  changes={"generations": 1000, "time_budget_s": 1.5})
+    took = time.monotonic() - started
+    assert summary.budget_spent and not summary.params.generations <= summary.result.generations_done
+    ledger = Ledger.open(tmp_path / "r")
+    assert ledger.status == RunStatus.FINISHED  # a spent budget finishes the run; it is no interruption
+    trained = len(trainer.trained)
+    assert 1 <= trained <= math.ceil(1.5 / 0.3) + 1  # one slot: at most the trainings the budget held, +1 in flight
+    assert took < 1.5 + 2 * 0.3 + 2.0  # stopped at the budget, not after 1000 generations
+    assert float(ledger.meta(ELAPSED)) == pytest.approx(took, abs=1.0)
+    # every training was told the deadline: trainings in flight stop at it with their best snapshot
+    assert summary.best is not None
+
+
+def test_resume_gets_what_is_left_of_the_budget(tmp_path: Path, dataset: Path) -> None:
+    run(tmp_path, dataset, "r", FakeTrainer(delay=0.2), resources=Resources(workers=1),
+        changes={"generations": 1000, "time_budget_s": 1.0})
+    ledger = Ledger.open(tmp_path / "r")
+    spent = float(ledger.meta(ELAPSED))
+    assert spent >= 1.0
+    again = FakeTrainer()
+    resumed = tune(tmp_path / "r", None, Resources(), trainer=again)
+    assert resumed.budget_spent and again.trained == []  # nothing left: nothing trained
+
+
+class Diverging(FakeTrainer):
+    """NaN for a learning rate above 0.01, else FakeTrainer's metrics; records the lrs it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+
+    def __call__(self, job: TrainJob) -> TrainResult:
+        solver = (job.workdir / "solver.prototxt").read_text()
+        lr = float(next(line.split(":")[1] for line in solver.splitlines() if line.startswith("base_lr")))
+        self.rates.append(lr)
+        if lr > 0.01:
+            return TrainResult(Status.NAN, iterations_done=3, error="the training loss became NaN or infinite")
+        return super().__call__(job)
+
+
+def test_a_nan_candidate_is_retried_once_at_a_tenth_of_its_learning_rate(tmp_path: Path, dataset: Path) -> None:
+    trainer = Diverging()
+    summary = run(tmp_path, dataset, "r", trainer, changes={"generations": 0, "nan_retry": True})
+    rows = Ledger.open(tmp_path / "r").candidates()
+    assert rows and all(r.outcome.ok for r in rows)  # small.yaml's lr 0.05 diverges; 0.005 trains
+    assert all(r.outcome.note == "retried at lr x0.1 after NaN" for r in rows)
+    assert sorted(set(trainer.rates)) == pytest.approx([0.005, 0.05])
+    assert trainer.rates.count(0.05) == trainer.rates.count(0.005) == len(rows)  # once each, no more
+    assert all(yaml.safe_load(r.config)["solver"]["base_lr"] == pytest.approx(0.005) for r in rows)
+    assert summary.best is not None
+
+
+def test_without_retry_a_nan_candidate_is_a_recorded_failure(tmp_path: Path, dataset: Path) -> None:
+    trainer = Diverging()
+    run(tmp_path, dataset, "r", trainer, changes={"generations": 0, "nan_retry": False})
+    rows = Ledger.open(tmp_path / "r").candidates()
+    assert rows and all(r.outcome.status == Status.NAN and r.outcome.fitness == 0.0 for r in rows)
+    assert set(trainer.rates) == {0.05}
+
+
+OPTIONAL = SearchSpace(IntRange(2, 3), IntRange(1, 2), IntRange(0, 1), ("ReLU",), (16, 32),
+                       base_lr=(0.001, 0.01), solver_type=("SGD", "Adam"), weight_decay=(0.0, 0.0005),
+                       dropout=(0.0, 0.3), repeat=(True, False))
+
+
+def test_optional_genes_decode_into_the_config_and_encode_back() -> None:
+    import random
+
+    base = default_base(100, 20, 1000, "purchase")
+    rng = random.Random(4)
+    for _ in range(50):
+        genes = random_genes(rng, OPTIONAL)
+        chromosome = to_list(genes, OPTIONAL)
+        assert violations(chromosome, OPTIONAL) == []
+        cfg = decode(chromosome, base, OPTIONAL)
+        assert (cfg.solver.base_lr, cfg.solver.type, cfg.solver.weight_decay) == (
+            genes.base_lr, genes.solver_type, genes.weight_decay)
+        assert cfg.model.dropout == (genes.dropout,) and cfg.model.repeat is genes.repeat
+        assert encode(cfg, OPTIONAL) == chromosome
+        text = describe(chromosome, OPTIONAL)
+        assert f"solver={genes.solver_type}" in text and f"repeat={str(genes.repeat).lower()}" in text
+    broken = [2, 1, 0, "ReLU", 16, 0.001, "Adam", 0.0, 0.9, True]
+    assert violations(broken, OPTIONAL) == ["dropout 0.9 not in the space"]
+
+
+def test_space_files_take_the_optional_genes_and_refuse_bad_ones() -> None:
+    space = parse_space({"solver_type": ["adam", "SGD"], "dropout": [0, 0.5], "weight_decay": [0, 1e-4],
+                         "repeat": [True, False]})
+    assert space.solver_type == ("Adam", "SGD") and space.dropout == (0.0, 0.5) and space.repeat == (True, False)
+    assert parse_space(space_mapping(space)) == space
+    with pytest.raises(Exception, match="dropout: expected finite values in") as info:
+        parse_space({"dropout": [1.0], "solver_type": ["sgdx"], "repeat": ["yes"], "weight_decay": [-1]})
+    message = str(info.value)
+    assert "solver_type: unknown solver 'sgdx'" in message and "repeat: expected true/false" in message
+    assert "weight_decay: expected finite values >= 0" in message
+
+
+def test_data_aware_defaults_suit_the_dataset(dataset: Path) -> None:
+    m = load_manifest(dataset)
+    base = default_base(m.pages, m.items, m.train_samples, m.target)
+    assert base.solver.type == "Adam" and base.solver.lr_policy == "fixed"
+    assert base.data.batch_size == batch_for(m.train_samples) and 32 <= base.data.batch_size <= 512
+    assert base.model.repeat == repeat_fits(m.pages, m.items)
+    assert [batch_for(n) for n in (100, 5000, 20000, 10**6)] == [32, 64, 256, 512]
+    space = default_space(m.pages, m.items, m.target)
+    assert space.repeat == (True, False) and space.tied == ()
+    assert not repeat_fits(200_000, 1000)  # a 763 MiB map: the defaults leave the repeat path out
+    assert default_space(200_000, 1000, "purchase").repeat == ()
+    # every point of the default space decodes (is a net codegen accepts) on this dataset's dimensions
+    parse_config({**yaml.safe_load(yaml.safe_dump({"data": {"pages": m.pages, "items": m.items}}))})
+    import random
+
+    rng = random.Random(0)
+    bound = replace(base, data=replace(base.data, pages=m.pages, items=m.items))
+    for _ in range(30):
+        decode(to_list(random_genes(rng, space), space), bound, space)
