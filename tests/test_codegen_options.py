@@ -186,3 +186,17 @@ def test_caffe_loads_r_from_the_dataset_file(dataset: Path, tmp_path: Path) -> N
     holders = {"hist_repmap": 0, "s0_repmap": 0, "s1_repmap": 0, "s0_out0": 0, "s1_out0": 0}
     for layer, index in holders.items():
         np.testing.assert_array_equal(result.params[layer][index], expected, err_msg=layer)
+
+
+def test_build_with_data_names_the_map_to_pass_to_caffe(dataset: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from drnngen.cli import cli
+
+    config = tmp_path / "repeat.yaml"
+    config.write_text("model: {states: 2, layers: 1, shortcut: 0, widths: 8, repeat: true}\n")
+    result = CliRunner().invoke(cli, ["build", str(config), "--data", str(dataset), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("page->item map: ") and line.endswith(" (caffe train --weights it)")
+    assert Path(line.split(": ", 1)[1].split(" (")[0]).is_file()

@@ -32,8 +32,13 @@ def _load(config: Path, data: Path | None) -> DRNNConfig:
 @click.option("--dry-run", is_flag=True, help="Print the files instead of writing them.")
 @data_option
 def build(config: Path, output: Path, dry_run: bool, data: Path | None) -> None:
-    """Generate the Caffe net, solver and deploy prototxt for CONFIG (a YAML file)."""
-    files = generate(_load(config, data), source=config.name)
+    """Generate the Caffe net, solver and deploy prototxt for CONFIG (a YAML file).
+
+    A net with `model.repeat` or `model.tied` reads a fixed page→item map; with
+    --data it is written into the dataset folder and named here: pass it to
+    `caffe train --weights`."""
+    cfg = _load(config, data)
+    files = generate(cfg, source=config.name)
     if dry_run:
         for name, text in files.items():
             click.echo(f"### {name}")
@@ -41,6 +46,10 @@ def build(config: Path, output: Path, dry_run: bool, data: Path | None) -> None:
         return
     for path in write(files, output):
         click.echo(f"wrote {path}")
+    if (cfg.model.repeat or cfg.model.tied) and cfg.data.manifest is not None:
+        from drnngen.bind import repeat_weights
+
+        click.echo(f"page->item map: {repeat_weights(cfg)} (caffe train --weights it)")
 
 
 @click.command()
