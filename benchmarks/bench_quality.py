@@ -5,7 +5,10 @@ A benchmark, not a test: nothing is asserted. For each log it runs the real CLI
 defaults, no ``--config``/``--space`` → ``drnngen evaluate --k 20``), reads the
 run's ``evaluation.json`` and prints a table per log (every model the evaluation
 scored; the DRNN row carries the tuning wall time) with the verdict "DRNN >= best
-baseline" and the margins (DRNN minus the best baseline, per metric). The tables go
+baseline" and the margins (DRNN minus the best baseline, per metric), and the run's
+best candidate of each cell (``model.cell``: the paper's ``drnn`` and GRU4Rec's
+``gru``, docs/MODEL.md section 18) with its validation fitness, read from the run's
+ledger ("no gru candidate" where the space did not make the cell a gene). The tables go
 to ``OUT/quality.md`` and ``OUT/quality.json`` too (rewritten after every log, so a
 later failure keeps the earlier results).
 
@@ -40,7 +43,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from benchmarks import movielens
+from drnngen.errors import UserError
+from drnngen.tuner.codec import describe
+from drnngen.tuner.ledger import Ledger
+from drnngen.tuner.space import parse_space
 
 K = 20
 #: (key prefix in evaluation.json, column title)
@@ -55,6 +64,8 @@ MIN_SHOP_CLICKS = 50_000
 MAX_PAGES = 2000  # M: the OOV id included; both logs have fewer distinct items, so every page is kept
 MAX_ITEMS = 1000  # N: item classes
 TUNE_ARGS_ENV = "QUALITY_TUNE_ARGS"
+#: The cells compared per log (codegen.config.CELLS), reported in this order.
+CELLS = ("gru", "drnn")
 
 
 class StepFailed(RuntimeError):
@@ -132,6 +143,57 @@ def quality_table(evaluation: Mapping[str, Any], k: int = K) -> Table:
 
 
 @dataclass(frozen=True)
+class CellBest:
+    """The fittest successful candidate of one cell in a run's ledger (validation fitness)."""
+
+    cell: str
+    fitness: float
+    key: str  # the candidate's key, 16 hex digits (its folder under RUN/candidates/)
+    genotype: str  # the chromosome's one-line description
+
+
+def best_by_cell(run: Path) -> dict[str, CellBest | None]:
+    """Per cell of ``CELLS``: the run's fittest successful candidate of that cell, or None.
+
+    The cell is the candidate's config's ``model.cell`` (a config without the key, from
+    a drnngen before the GRU cell, is ``drnn``); of equal fitnesses the first evaluated
+    stays, as in ``Ledger.best``."""
+    ledger = Ledger.open(run)
+    try:
+        rows = ledger.candidates()
+        space_raw = ledger.params.get("space")
+    finally:
+        ledger.close()
+    try:
+        space = parse_space(space_raw) if isinstance(space_raw, Mapping) else None
+    except UserError:  # a space this drnngen no longer reads: show the raw genotype
+        space = None
+    best: dict[str, CellBest | None] = dict.fromkeys(CELLS)
+    for row in rows:
+        if not row.outcome.ok:
+            continue
+        model = (yaml.safe_load(row.config) or {}).get("model") or {}
+        cell = str(model.get("cell", "drnn"))
+        current = best.get(cell)
+        if current is None or row.outcome.fitness > current.fitness:
+            shown = describe(row.genotype, space) if space is not None else json.dumps(row.genotype)
+            best[cell] = CellBest(cell, row.outcome.fitness, row.key[:16], shown)
+    return best
+
+
+def cells_line(cells: Mapping[str, CellBest | None]) -> str:
+    """``best gru candidate: fitness 0.4127 (w=2 … cell=gru); best drnn candidate: …``."""
+    parts = []
+    for cell in (*CELLS, *sorted(set(cells) - set(CELLS))):
+        if cell not in cells:
+            continue
+        found = cells[cell]
+        parts.append(f"no {cell} candidate" if found is None
+                     else f"best {cell} candidate: fitness {found.fitness:.4f} ({found.genotype}, {found.key})")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class LogResult:
     """What one log's benchmark measured."""
 
@@ -142,6 +204,7 @@ class LogResult:
     minutes: float
     seconds: Mapping[str, float]  # step → wall seconds: source, prepare, tune, evaluate
     context: Mapping[str, Any] = field(default_factory=dict)  # evaluation.json's context
+    cells: Mapping[str, CellBest | None] = field(default_factory=dict)  # best_by_cell of the run; {}: not read
 
 
 def duration(seconds: float) -> str:
@@ -185,6 +248,8 @@ def render_text(result: LogResult) -> str:
     for r in [headers, *rows]:
         lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
                                for i, (cell, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+    if result.cells:
+        lines.append(cells_line(result.cells))
     lines.append(verdict_line(result.table))
     return "\n".join(lines) + "\n"
 
@@ -212,6 +277,8 @@ def render_markdown(results: Sequence[LogResult], minutes: float, created: str =
             marked = [f"**{cell}**" if value == top else cell
                       for cell, value, top in zip(cells[1:3], values, best, strict=True)]
             lines.append("| " + " | ".join([cells[0], *marked, *cells[3:]]) + " |")
+        if r.cells:
+            lines += ["", "Validation fitness by cell: " + cells_line(r.cells) + "."]
         lines += ["", verdict_line(r.table) + "."]
     return "\n".join(lines) + "\n"
 
@@ -233,6 +300,9 @@ def to_document(results: Sequence[LogResult], minutes: float, created: str = "")
                    for m in r.table.margins},
             },
             "context": dict(r.context),
+            "cells": {cell: None if best is None else {"fitness": best.fitness, "key": best.key,
+                                                       "genotype": best.genotype}
+                      for cell, best in r.cells.items()},
         } for r in results],
     }
 
@@ -374,8 +444,13 @@ class Bench:
             table = quality_table(document)
         except (OSError, ValueError) as exc:
             raise StepFailed(f"{plan.name}: cannot read {report}: {exc}") from None
+        try:
+            cells = best_by_cell(run)
+        except Exception as exc:  # the comparison by cell is extra: its failure must not lose the table
+            print(f"{plan.name}: cannot read the ledger's candidates by cell: {exc}", flush=True)
+            cells = {}
         return LogResult(plan.name, plan.title, plan.target, table, self.minutes, seconds,
-                         document.get("context", {}))
+                         document.get("context", {}), cells)
 
 
 def write_outputs(out: Path, results: Sequence[LogResult], minutes: float, created: str) -> list[Path]:
@@ -442,6 +517,8 @@ def main(argv: Sequence[str] = ()) -> int:
     print("== quality: summary")
     for r in results:
         print(f"{r.name}: {verdict_line(r.table)}; tuning {duration(r.seconds['tune'])}")
+        if r.cells:
+            print(f"{r.name}: {cells_line(r.cells)}")
     print(f"wrote {out / 'quality.md'} and {out / 'quality.json'}")
     return 0
 

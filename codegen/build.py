@@ -26,9 +26,9 @@ class GenerationError(UserError):
 def generate(cfg: DRNNConfig, source: str = "config") -> dict[str, str]:
     """File name → text of net, solver and deploy prototxt, checked before returned."""
     files = {
-        NET: render_net(build_graph(cfg), source),
-        SOLVER: render_solver(cfg, source),
-        DEPLOY: render_net(build_deploy_graph(cfg), source),
+        NET: render_net(build_graph(cfg), source, NET),
+        SOLVER: render_solver(cfg, source, SOLVER),
+        DEPLOY: render_net(build_deploy_graph(cfg), source, DEPLOY),
     }
     problems = check_files(cfg, files)
     if problems:

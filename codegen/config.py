@@ -9,6 +9,7 @@ raised together as one `UserError` line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any, Union
 import yaml
 
 from drnngen.errors import UserError
+from drnngen.safe_yaml import load_yaml, short_repr
 
 # Activation layers common to BVLC Caffe 1.0 and the fork drnngen builds, and
 # applied in place (MODEL.md). Only types whose backward pass is right in place
@@ -37,6 +39,9 @@ FILLERS = ("xavier", "msra", "gaussian", "uniform", "constant")
 SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 LR_POLICIES = ("fixed", "step", "exp", "inv", "poly", "sigmoid")
 SOLVER_MODES = ("CPU", "GPU")
+# The hidden layer's update: the paper's (`drnn`, MODEL.md section 3) or GRU4Rec's
+# gated one (`gru`, section 18); the first is the default.
+CELLS = ("drnn", "gru")
 # `repeat` and `tied` read a fixed [M+1, N] float32 map R from a weights file;
 # past this size a config is refused rather than left to exhaust memory.
 FIXED_MAP_LIMIT = 512 * 2**20
@@ -79,6 +84,11 @@ class ModelConfig:
     activations: tuple[str, ...] = field(
         default=("ReLU",),
         metadata=_doc("activation f_i: one name or a list of `layers` (" + ", ".join(ACTIVATIONS.values()) + ")"),
+    )
+    cell: str = field(
+        default="drnn",
+        metadata=_doc("hidden-layer update: drnn (the paper's, f_i(Z x + W h + b)) or gru (GRU4Rec's gated update; "
+                      "f_i is then the candidate's activation, TanH in GRU4Rec)"),
     )
     history: bool = field(default=True, metadata=_doc("add the history state fed by older pages"))
     loss: str = field(default="softmax", metadata=_doc("loss of every state: softmax (SoftmaxWithLoss)"))
@@ -177,23 +187,34 @@ class DRNNConfig:
 def load_config(path: str | Path) -> DRNNConfig:
     """Read and validate a YAML config file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise UserError(f"{path}:{where}: malformed YAML: {problem}") from None
+    raw = load_yaml(path, "config")  # bounded, UTF-8, no duplicate keys (drnngen.safe_yaml)
     try:
         return parse_config(raw if raw is not None else {})
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
+
+
+# Bounds the parsing applies on top of each field's own (`min`, `gt`, `lt` of its
+# metadata): every number finite and within what Caffe's field holds (int32, float32),
+# and the keys that size the generated net capped, so that no config makes generation
+# run for hours (the net has states × layers blocks).
+MAX_STATES = 256  # drnngen.data.manifest.MAX_WINDOW: the longest window the data layer writes
+MAX_LAYERS = 16
+MAX_WIDTH = 65_536
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+_CAPS: dict[str, int] = {
+    "model.states": MAX_STATES,
+    "model.layers": MAX_LAYERS,
+    "model.fnn.layers": MAX_LAYERS,
+    "model.widths": MAX_WIDTH,
+    "model.fnn.widths": MAX_WIDTH,
+}
+_INT64_KEYS = ("solver.random_seed",)  # Caffe's int64 random_seed
+_PER_LAYER_KEYS = ("model.widths", "model.activations", "model.dropout", "model.fnn.widths",
+                   "model.fnn.activations")
+MAX_ERRORS = 8  # problems named in the one error line; the rest are counted
 
 
 def parse_config(raw: object) -> DRNNConfig:
@@ -203,7 +224,10 @@ def parse_config(raw: object) -> DRNNConfig:
     if not errors:
         errors.extend(_cross_checks(cfg))
     if errors:
-        raise UserError("; ".join(errors))
+        shown = errors[:MAX_ERRORS]
+        if len(errors) > MAX_ERRORS:
+            shown.append(f"and {len(errors) - MAX_ERRORS} more problems")
+        raise UserError("; ".join(shown))
     return cfg
 
 
@@ -214,9 +238,10 @@ def _parse_section(cls: type[Any], raw: object, prefix: str, errors: list[str]) 
         return cls()
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in known:
-            errors.append(f"{prefix}{key}: unknown key (known: {', '.join(known)})")
+    unknown = [f"{prefix}{_key_name(key)}" for key in raw if key not in known]
+    if unknown:
+        named = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        errors.append(f"{named}: unknown key{'s' if len(unknown) > 1 else ''} (known: {', '.join(known)})")
     values: dict[str, Any] = {}
     for name, fld in known.items():
         if name in raw:
@@ -225,6 +250,13 @@ def _parse_section(cls: type[Any], raw: object, prefix: str, errors: list[str]) 
         return cls(**values)
     except TypeError:  # a bad value was already reported; fall back to defaults
         return cls()
+
+
+def _key_name(key: object) -> str:
+    """A key as an error message shows it: plain when it is a short printable string."""
+    if isinstance(key, str) and key.isprintable() and 0 < len(key) <= 40:
+        return key
+    return short_repr(key, 40)
 
 
 def _parse_value(hint: Any, value: object, fld: dataclasses.Field[Any], key: str, errors: list[str]) -> Any:
@@ -245,6 +277,9 @@ def _parse_list(item: type[Any], value: object, fld: dataclasses.Field[Any], key
     if not items:
         errors.append(f"{key}: must not be an empty list")
         return fld.default
+    if key in _PER_LAYER_KEYS and len(items) > MAX_LAYERS:
+        errors.append(f"{key}: a list of {len(items)} values; at most one per layer ({MAX_LAYERS} layers)")
+        return fld.default
     parsed = tuple(_parse_scalar(item, v, fld, key, errors) for v in items)
     return parsed
 
@@ -254,7 +289,11 @@ def _parse_scalar(hint: type[Any], value: object, fld: dataclasses.Field[Any], k
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
     if not ok:
-        errors.append(f"{key}: expected {hint.__name__}, got {_kind(value)} {value!r}")
+        errors.append(f"{key}: expected {hint.__name__}, got {_kind(value)} {short_repr(value)}")
+        return fld.default
+    problem = _out_of_range(value, key)
+    if problem:
+        errors.append(f"{key}: {problem}")
         return fld.default
     low = fld.metadata.get("min")
     if low is not None and value < low:
@@ -266,6 +305,24 @@ def _parse_scalar(hint: type[Any], value: object, fld: dataclasses.Field[Any], k
     if below is not None and value >= below:
         errors.append(f"{key}: must be < {below}, got {value}")
     return value
+
+
+def _out_of_range(value: object, key: str) -> str:
+    """What is wrong with a number whatever its field's bounds (empty when nothing):
+    NaN and infinities, and values beyond Caffe's field or drnngen's cap for the key."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        if abs(value) > FLOAT32_MAX:
+            return f"must be at most {FLOAT32_MAX:.4g} in magnitude (Caffe's float), got {value:.4g}"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        high = _CAPS.get(key, INT64_MAX if key in _INT64_KEYS else INT32_MAX)
+        low = -INT64_MAX - 1 if key in _INT64_KEYS else -INT32_MAX - 1
+        if not low <= value <= high:
+            shown = value if abs(value) < 10**20 else short_repr(value)
+            reason = " (the longest window drnngen prepares)" if key == "model.states" else ""
+            return f"must be <= {high}{reason}, got {shown}" if value > high else f"must be >= {low}, got {shown}"
+    return ""
 
 
 def _is_optional(hint: Any) -> bool:
@@ -289,7 +346,7 @@ def _per_layer(values: tuple[Any, ...], count: int, key: str, errors: list[str])
 def _activation(name: str, key: str, errors: list[str]) -> str:
     canonical = ACTIVATIONS.get(name.lower())
     if canonical is None:
-        errors.append(f"{key}: unknown activation {name!r} (one of: {', '.join(ACTIVATIONS.values())})")
+        errors.append(f"{key}: unknown activation {short_repr(name)} (one of: {', '.join(ACTIVATIONS.values())})")
         return name
     return canonical
 
@@ -310,20 +367,29 @@ def _cross_checks(cfg: DRNNConfig) -> list[str]:
         _per_layer(m.fnn.widths, m.fnn.layers, "model.fnn.widths", errors)
         for act in _per_layer(m.fnn.activations, m.fnn.layers, "model.fnn.activations", errors):
             _activation(act, "model.fnn.activations", errors)
+    if m.cell not in CELLS:
+        errors.append(f"model.cell: unknown cell {short_repr(m.cell)} (one of: {', '.join(CELLS)})")
     if m.loss not in LOSSES:
-        errors.append(f"model.loss: unknown loss {m.loss!r} (one of: {', '.join(LOSSES)})")
+        errors.append(f"model.loss: unknown loss {short_repr(m.loss)} (one of: {', '.join(LOSSES)})")
     if m.weight_filler not in FILLERS:
-        errors.append(f"model.weight_filler: unknown filler {m.weight_filler!r} (one of: {', '.join(FILLERS)})")
+        errors.append(f"model.weight_filler: unknown filler {short_repr(m.weight_filler)} "
+                      f"(one of: {', '.join(FILLERS)})")
     if m.top_k > cfg.data.items:
         errors.append(f"model.top_k: must be <= data.items ({cfg.data.items}), got {m.top_k}")
     s = cfg.solver
+    if s.stepsize is None and s.lr_policy in ("step", "sigmoid"):
+        samples = cfg.data.train_samples or cfg.data.batch_size
+        steps = s.stepsize_epochs * -(-samples // cfg.data.batch_size)
+        if steps > INT32_MAX:
+            errors.append(f"solver.stepsize_epochs: {s.stepsize_epochs:g} epochs are {steps:.3g} iterations, "
+                          f"more than Caffe's stepsize holds ({INT32_MAX})")
     for key, value, allowed in (
         ("solver.type", s.type, SOLVER_TYPES),
         ("solver.lr_policy", s.lr_policy, LR_POLICIES),
         ("solver.solver_mode", s.solver_mode, SOLVER_MODES),
     ):
         if value not in allowed:
-            errors.append(f"{key}: unknown value {value!r} (one of: {', '.join(allowed)})")
+            errors.append(f"{key}: unknown value {short_repr(value)} (one of: {', '.join(allowed)})")
     return errors
 
 

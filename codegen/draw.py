@@ -35,6 +35,13 @@ def _label(group: str) -> str:
     return f"state {group[1:]}"
 
 
+def _dot_string(text: str) -> str:
+    """A DOT quoted string of `text`, the net's name, which is the user's: DOT has no
+    escape that protects a trailing backslash, so quotes, backslashes and unprintable
+    characters become `_` (it is only the picture's title)."""
+    return '"' + "".join(ch if ch.isprintable() and ch not in '"\\' else "_" for ch in text) + '"'
+
+
 def to_dot(graph: NetGraph) -> str:
     """DOT text of the TRAIN-phase graph."""
     layers = [layer for layer in graph.layers if layer.phase != "TEST" and not _in_place(layer)]
@@ -42,7 +49,7 @@ def to_dot(graph: NetGraph) -> str:
     groups: dict[str, list[Layer]] = defaultdict(list)
     for layer in layers:
         groups[_group(layer)].append(layer)
-    lines = [f'digraph "{graph.name}" {{', "  rankdir=BT; newrank=true; node [shape=box, fontsize=10];"]
+    lines = [f"digraph {_dot_string(graph.name)} {{", "  rankdir=BT; newrank=true; node [shape=box, fontsize=10];"]
     for group, members in groups.items():
         if group == "io":
             lines += [f'  "{m.name}" [label="{m.name}\\n{m.type}", shape=ellipse];' for m in members]

@@ -20,6 +20,7 @@ BIAS = (2.0, 0.0)  # … and for biases
 SCALAR = (1.0, 0.0)  # learned scalars and slopes (PReLU, the repeat path's β): no decay
 FIXED = (0.0, 0.0)  # never learned: the page→item map R
 REPEAT_MAP = "repeat_map"  # the shared name of R ([M+1, N]), read from a weights file
+GRU = "gru"  # model.cell's GRU4Rec update (MODEL.md section 18)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ def _comment(cfg: DRNNConfig) -> str:
         f"fnn={'on' if m.fnn is not None else 'off'} M={cfg.data.pages} N={cfg.data.items}"
     )
     # options beyond the paper are named only when on, so the paper's nets read as before
+    if m.cell == GRU:
+        text += " cell=gru"
     if any(dropouts(cfg)):
         text += f" dropout={list(dropouts(cfg))}"
     if m.repeat:
@@ -200,7 +203,10 @@ def _state(cfg: DRNNConfig, t: int) -> list[Layer]:
     layers: list[Layer] = []
     for i in range(cfg.model.layers):
         previous = _previous_state_layer(cfg, t, i)
-        layers += _neuron(cfg, f"s{t}", i, _inputs(cfg, t, i), previous)
+        if cfg.model.cell == GRU:
+            layers += _gru(cfg, f"s{t}", i, _inputs(cfg, t, i), previous)
+        else:
+            layers += _neuron(cfg, f"s{t}", i, _inputs(cfg, t, i), previous)
     return layers
 
 
@@ -239,12 +245,70 @@ def _neuron(cfg: DRNNConfig, prefix: str, i: int, terms: list[Layer], previous: 
     if previous is not None:
         terms = [*terms, _inner_product(cfg, f"{prefix}_w{i}", previous, widths(cfg)[i], f"W{i}", None)]
     top = f"{prefix}_h{i}"
-    layers = [*_sum(terms, top), _activation(activations(cfg)[i], f"{top}_act", top, f"P{i}")]
+    return [*_sum(terms, top), _activation(activations(cfg)[i], f"{top}_act", top, f"P{i}"),
+            *_dropout(cfg, prefix, i)]
+
+
+def _gru(cfg: DRNNConfig, prefix: str, i: int, terms: list[Layer], previous: str | None) -> list[Layer]:
+    """GRU4Rec's update of hidden layer i (MODEL.md section 18), h = a_i(previous):
+
+        z = σ(W_z x + b_z + U_z h)         {prefix}_gz{i}   ({prefix}_xz{i} + {prefix}_uz{i})
+        r = σ(W_r x + b_r + U_r h)         {prefix}_gr{i}   ({prefix}_xr{i} + {prefix}_ur{i})
+        ĥ = f_i(W_c x + b_c + U_c (r∘h))   {prefix}_c{i}    ({prefix}_xc{i} + {prefix}_uc{i} over {prefix}_rh{i})
+        h' = (1 − z)∘h + z∘ĥ               {prefix}_h{i}    ({prefix}_keep{i} over {prefix}_nz{i}, + {prefix}_new{i})
+
+    x is what the DRNN's update takes as its non-recurrent input: for i = 0 the
+    sum of the DRNN's terms (`terms`: the page vector and the dwell term with
+    b_0, summed into `{prefix}_x0`), for i > 0 layer i-1's output. Without h
+    (state 0 without history, the history chain) every U term vanishes and
+    h' = z∘ĥ: no r gate, no 1 − z."""
+    width = widths(cfg)[i]
+    if i == 0:
+        x = f"{prefix}_x0"
+        layers = _sum(terms, x)
+    else:
+        x = _output(cfg, prefix, i - 1)
+        layers = []
+
+    def affine(kind: str, recurrent: str | None, top: str) -> list[Layer]:
+        """W_kind x + b_kind (+ U_kind recurrent), summed into `top`."""
+        parts = [_inner_product(cfg, f"{prefix}_x{kind}{i}", x, width, f"W{kind}{i}", f"b{kind}{i}")]
+        if recurrent is not None:
+            parts.append(_inner_product(cfg, f"{prefix}_u{kind}{i}", recurrent, width, f"U{kind}{i}", None))
+        return _sum(parts, top)
+
+    z, r, candidate, top = f"{prefix}_gz{i}", f"{prefix}_gr{i}", f"{prefix}_c{i}", f"{prefix}_h{i}"
+    layers += [*affine("z", previous, z), Layer(f"{z}_act", "Sigmoid", (z,), (z,))]
+    reset = None
+    if previous is not None:
+        layers += [*affine("r", previous, r), Layer(f"{r}_act", "Sigmoid", (r,), (r,))]
+        reset = f"{prefix}_rh{i}"
+        layers.append(_product(reset, r, previous))
+    layers += [*affine("c", reset, candidate),
+               _activation(activations(cfg)[i], f"{candidate}_act", candidate, f"P{i}")]
+    new = _product(f"{prefix}_new{i}", z, candidate)
+    if previous is None:
+        layers += _sum([new], top)
+    else:
+        keep, complement = f"{prefix}_keep{i}", f"{prefix}_nz{i}"
+        one_minus_z = Layer(complement, "Power", (z,), (complement,),
+                            settings={"power_param": {"power": 1.0, "scale": -1.0, "shift": 1.0}})
+        layers += [one_minus_z, *_sum([_product(keep, complement, previous), new], top)]
+    return [*layers, *_dropout(cfg, prefix, i)]
+
+
+def _product(name: str, a: str, b: str) -> Layer:
+    """a ∘ b: an Eltwise PROD named and writing `name`."""
+    return Layer(name, "Eltwise", (a, b), (name,), settings={"eltwise_param": {"operation": "PROD"}})
+
+
+def _dropout(cfg: DRNNConfig, prefix: str, i: int) -> list[Layer]:
+    """The Dropout after hidden layer i when p_i > 0 (out of place, see `_neuron`)."""
     ratio = dropouts(cfg)[i]
-    if ratio > 0:
-        drop = _output(cfg, prefix, i)
-        layers.append(Layer(drop, "Dropout", (top,), (drop,), settings={"dropout_param": {"dropout_ratio": ratio}}))
-    return layers
+    if ratio <= 0:
+        return []
+    top, drop = f"{prefix}_h{i}", _output(cfg, prefix, i)
+    return [Layer(drop, "Dropout", (top,), (drop,), settings={"dropout_param": {"dropout_ratio": ratio}})]
 
 
 def _sum(terms: list[Layer], top: str, extra: tuple[str, ...] = ()) -> list[Layer]:
@@ -373,14 +437,18 @@ def _accuracy(cfg: DRNNConfig) -> list[Layer]:
 
 def _history(cfg: DRNNConfig) -> list[Layer]:
     """a_i(-1): the same update without a W term, fed by V̄ through the page
-    vectors `emb` (InnerProduct transpose over the dense history row)."""
+    vectors `emb` (InnerProduct transpose over the dense history row). With the
+    GRU cell: the cell's update from h = 0 over the same input."""
     layers: list[Layer] = []
     for i in range(cfg.model.layers):
         if i == 0:
             term = _inner_product(cfg, "hist_emb", "history", widths(cfg)[0], "emb", "b0", transpose=True)
         else:
             term = _inner_product(cfg, f"hist_z{i}", _output(cfg, "hist", i - 1), widths(cfg)[i], f"Z{i}", f"b{i}")
-        layers += _neuron(cfg, "hist", i, [term], None)
+        if cfg.model.cell == GRU:  # x_0 = emb^T V̄ + b_0 (`hist_emb` writes `hist_x0`), x_i = hist_h{i-1}; h = 0
+            layers += _gru(cfg, "hist", i, [term] if i == 0 else [], None)
+        else:
+            layers += _neuron(cfg, "hist", i, [term], None)
     if cfg.model.repeat:  # V̄ R: the older pages' dwell shares, summed per item class
         layers.append(_inner_product(cfg, "hist_repmap", "history", cfg.data.items, REPEAT_MAP, None,
                                      transpose=True))

@@ -51,11 +51,20 @@ def message_class(name: str) -> type[Message]:
 
 def parse(text: str, kind: str, filename: str) -> Any:
     """Parse prototxt text into caffe.`kind` (NetParameter, SolverParameter)."""
-    message = message_class(kind)()
     try:
-        text_format.Parse(text, message)
+        parsed = _parse(text, kind)
     except text_format.ParseError as exc:
         raise UserError(f"{filename}: not a valid caffe.{kind}: {exc}") from None
+    message = message_class(kind)()
+    message.CopyFrom(parsed)  # the caller's own copy; copying is far cheaper than parsing
+    return message
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(text: str, kind: str) -> Message:
+    """The text parsed once: generation reads each file back (render) and checks it (validate)."""
+    message = message_class(kind)()
+    text_format.Parse(text, message)
     return message
 
 

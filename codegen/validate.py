@@ -20,7 +20,8 @@ from drnngen.codegen import schema
 
 Shape = tuple[int, ...]
 PHASES = ("TRAIN", "TEST")
-ELEMENTWISE = {"ReLU", "Sigmoid", "TanH", "ELU", "Softmax", "PReLU", "Dropout"}
+# Shape-preserving one-bottom types; `Power` is the GRU cell's 1 − z (MODEL.md section 18).
+ELEMENTWISE = {"ReLU", "Sigmoid", "TanH", "ELU", "Softmax", "PReLU", "Dropout", "Power"}
 
 
 @dataclass

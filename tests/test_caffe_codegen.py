@@ -8,7 +8,9 @@
    implementation, fed with weights Caffe trained for a few iterations, gives
    Caffe's per-state scores and losses; miswired nets do not. This covers the
    options beyond the paper too (section 17: dropout, the repeat path, tied
-   embeddings), trained from the fixed page→item map's weights file.
+   embeddings), trained from the fixed page→item map's weights file, and
+   GRU4Rec's cell (`model.cell: gru`, section 18) through its own NumPy
+   implementation.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from google.protobuf import text_format
 from drnngen.bind import write_fixed_map
 from drnngen.codegen import schema
 from drnngen.codegen.build import DEPLOY, NET, generate, write
-from drnngen.codegen.config import ACTIVATIONS, DRNNConfig, load_config, parse_config
+from drnngen.codegen.config import ACTIVATIONS, DRNNConfig, activations, load_config, parse_config
 from drnngen.codegen.graph import fixed_map_layers, input_shapes, input_tops
 from drnngen.runner import CaffeInstall, NetLoad, TrainJob, forward, load_check_many, locate_caffe, train
 from drnngen.runner.process import child_env
@@ -137,6 +139,7 @@ def random_configs(count: int, seed: int) -> list[DRNNConfig]:
         model["dropout"] = [rng.choice([0.0, 0.0, 0.25, 0.5]) for _ in range(layers)]
         model["repeat"] = rng.random() < 0.4
         model["tied"] = rng.random() < 0.3
+        model["cell"] = rng.choice(["drnn", "gru"])  # MODEL.md section 18
         if model["tied"]:
             model["widths"][-1] = model["widths"][0]
         data = {"pages": rng.randint(1, 200), "items": rng.randint(3, 30),
@@ -164,6 +167,7 @@ def test_examples_and_random_configs_load_in_caffe(tmp_path: Path,
     named = [(p.stem, small_batches(load_config(p))) for p in EXAMPLES]
     named += [(cfg.name, cfg) for cfg in random_configs(60, seed=3)]
     assert any(cfg.model.repeat for _, cfg in named) and any(cfg.model.tied for _, cfg in named)
+    assert {cfg.model.cell for _, cfg in named} == {"drnn", "gru"}
     items: list[NetLoad] = []
     for index, (name, cfg) in enumerate(named):
         folder = materialize(cfg, tmp_path / f"{index:02d}-{name}", seed=index)
@@ -211,8 +215,17 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# GRU4Rec's cell (MODEL.md section 18) in TINY, and with the options: no history (h = 0 at
+# state 0), dropout, the repeat path and tied embeddings. a_i is the candidate's activation.
+GRU_VARIANTS: dict[str, dict[str, Any]] = {
+    "gru": {"cell": "gru"},
+    "gru_options": {"cell": "gru", "history": False, "widths": [6, 6], "activations": ["TanH", "Sigmoid"],
+                    "dropout": [0.3, 0.2], "repeat": True, "tied": True, "fnn": None},
+}
+
+
 def options_config(option: str) -> DRNNConfig:
-    model = {**cast(dict[str, Any], TINY["model"]), **OPTIONS[option]}
+    model = {**cast(dict[str, Any], TINY["model"]), **{**OPTIONS, **GRU_VARIANTS}[option]}
     return parse_config({**TINY, "name": f"tiny_{option}",
                          "model": {k: v for k, v in model.items() if v is not None}})
 
@@ -233,6 +246,9 @@ print(json.dumps(seen))
 SHARED_NAMES = {  # MODEL.md's shared names, each held by at least one layer per state
     "paper": ("emb", "W0", "W1", "Z1", "out0", "out1"),
     "all": ("emb", "W0", "W1", "Z1", "out0", "repeat_map", "rep_b0", "rep_bH", "out_b"),
+    "gru": ("emb", "zdwell", "b0", "Wz0", "bz0", "Uz0", "Wr0", "Ur0", "Wc0", "Uc0", "bc0",
+            "Wz1", "Uz1", "Wr1", "br1", "Ur1", "Wc1", "Uc1", "out0", "out1"),
+    "gru_options": ("emb", "Wz0", "Wc0", "Wz1", "Wc1", "repeat_map", "rep_b0", "out_b"),
 }
 
 
@@ -471,3 +487,135 @@ def test_numpy_check_catches_a_miswired_net(miswiring: str,
     worst = max(float(np.abs(caffe_out[f"s{t}_score"] - scores).max())
                 for t, (scores, _) in enumerate(expected))
     assert worst > 1e-3
+
+
+# --- 4 for the GRU cell (MODEL.md section 18) ------------------------------------------------
+
+
+def gru_numpy(cfg: DRNNConfig, p: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray],
+              classes: np.ndarray | None) -> list[tuple[np.ndarray, float]]:
+    """MODEL.md section 18 written out on its own, for any l and h: GRU4Rec's update
+    per hidden layer, the state before state 0 the history state's (itself the
+    update from h = 0) or zeros; then section 5's scores with section 17's repeat
+    path and tied output, and the FNN (one hidden layer). The update from zeros
+    is computed by the full formula, not simplified, so the net's simplification
+    is checked too. Returns (scores, loss) per state."""
+    m = cfg.model
+    sigmoid = ACTIVATION["Sigmoid"]
+    f = [ACTIVATION[a] for a in activations(cfg)]
+    n = p["out_b"].shape[0]
+    if classes is not None:
+        fixed = np.vstack([np.eye(n), np.zeros((1, n))])[classes]
+
+    def update(i: int, inp: np.ndarray, h: np.ndarray) -> np.ndarray:
+        z = sigmoid(inp @ p[f"Wz{i}"].T + p[f"bz{i}"] + (h @ p[f"Uz{i}"].T if f"Uz{i}" in p else 0.0))
+        r = sigmoid(inp @ p[f"Wr{i}"].T + p[f"br{i}"] + h @ p[f"Ur{i}"].T) if f"Wr{i}" in p else 0.0
+        recurrent = (r * h) @ p[f"Uc{i}"].T if f"Uc{i}" in p else 0.0
+        candidate = f[i](inp @ p[f"Wc{i}"].T + p[f"bc{i}"] + recurrent)
+        return np.asarray((1.0 - z) * h + z * candidate)
+
+    def chain(first: np.ndarray, before: list[np.ndarray]) -> list[np.ndarray]:
+        hidden: list[np.ndarray] = []
+        for i in range(m.layers):
+            hidden.append(update(i, first if i == 0 else hidden[i - 1], before[i]))
+        return hidden
+
+    rows = len(x["label"])
+    zeros = [np.zeros((rows, p[f"Wz{i}"].shape[0])) for i in range(m.layers)]
+    # x_0 of the history state: V̄ through the page vectors, + b_0 (no dwell term)
+    before = chain(x["history"] @ p["emb"] + p["b0"], zeros) if m.history else zeros
+    out = []
+    for t in range(m.states):
+        page = x[f"page_{t}"].astype(int)
+        # x_0(t) = emb[page_t] + z_θ θ(p_t) + b_0, the DRNN's input terms of layer 0
+        hidden = chain(p["emb"][page] + x[f"dwell_{t}"] @ p["zdwell"].T + p["b0"], before)
+        top = hidden[-1]
+        scores = ((top @ p["emb"].T) @ fixed if m.tied else top @ p[f"out{m.layers - 1}"].T) + p["out_b"]
+        for i in range(m.shortcut):
+            scores = scores + hidden[i] @ p[f"out{i}"].T
+        if m.repeat:
+            for tau in range(t + 1):
+                scores = scores + p[f"rep_b{t - tau}"] * fixed[x[f"page_{tau}"].astype(int)]
+            if m.history:
+                scores = scores + p["rep_bH"] * (x["history"] @ fixed)
+        if t == m.states - 1 and m.fnn is not None:
+            fnn_hidden = ACTIVATION[m.fnn.activations[0]](x["user_items"] @ p["fnn0"].T + p["fnn0_b"])
+            scores = scores + fnn_hidden @ p["fnn_out"].T + p["fnn_out_b"]
+        out.append((scores, softmax_loss(scores, x["label"])))
+        before = hidden
+    return out
+
+
+def gru_worst(cfg: DRNNConfig, caffe_out: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
+              classes: np.ndarray | None) -> float:
+    """max |Caffe − NumPy| over every state's scores."""
+    expected = gru_numpy(cfg, caffe_out, inputs, classes)
+    return max(float(np.abs(caffe_out[f"s{t}_score"] - scores).max()) for t, (scores, _) in enumerate(expected))
+
+
+GRUTrained = tuple[DRNNConfig, Path, Path, np.ndarray | None]
+
+
+@pytest.fixture(scope="module")
+def trained_gru(tmp_path_factory: pytest.TempPathFactory,
+                install: CaffeInstall) -> Callable[[str], GRUTrained]:
+    """A GRU variant of TINY trained 5 steps (from R's weights file where it has R),
+    trained once per module on first use."""
+    done: dict[str, GRUTrained] = {}
+
+    def get(variant: str) -> GRUTrained:
+        if variant not in done:
+            cfg = options_config(variant)
+            folder = materialize(cfg, tmp_path_factory.mktemp(f"tiny-{variant}"), seed=11)
+            fixed = with_fixed_map(cfg, folder, seed=5)
+            result = train(TrainJob(workdir=folder, iterations=5, loss_blob="s2_loss", init_weights=fixed,
+                                    snapshot=Path("tiny.caffemodel")), install)
+            assert result.ok, result.error
+            assert result.caffemodel is not None
+            done[variant] = (cfg, folder, result.caffemodel, page_classes(cfg, seed=5) if fixed else None)
+        return done[variant]
+
+    return get
+
+
+@pytest.mark.parametrize("variant", sorted(GRU_VARIANTS))
+def test_caffe_forward_is_model_md_gru(variant: str, trained_gru: Callable[[str], GRUTrained],
+                                       install: CaffeInstall) -> None:
+    """Section 18's equations in the TEST phase, after training: every gate and bias has learned."""
+    cfg, folder, model, classes = trained_gru(variant)
+    inputs, caffe_out = caffe_forward(folder, folder / NET, model, cfg, install)
+    for name in ("b0", "bz0", "br0", "bc0", "bz1", "br1", "bc1"):
+        assert np.abs(caffe_out[name]).max() > 0, f"{name} still at its filler: not trained"
+    worst = 0.0
+    for t, (scores, loss) in enumerate(gru_numpy(cfg, caffe_out, inputs, classes)):
+        np.testing.assert_allclose(caffe_out[f"s{t}_score"], scores, rtol=1e-5, atol=1e-5,
+                                   err_msg=f"state {t} scores")
+        assert float(caffe_out[f"s{t}_loss"]) == pytest.approx(loss, rel=1e-5, abs=1e-5)
+        worst = max(worst, float(np.abs(caffe_out[f"s{t}_score"] - scores).max()))
+    print(f"{cfg.name}: max |caffe - numpy| = {worst:.2e}")
+
+
+GRU_MISWIRINGS = {
+    # (1 − z)∘h keeps the candidate instead of the previous state
+    "gru keeps the candidate": ("gru", ("s2_keep0", "s1_h0", "s2_c0")),
+    # the candidate reads h itself instead of r∘h: the reset gate is bypassed
+    "gru reset gate bypassed": ("gru", ("s1_uc1", "s1_rh1", "s0_h1")),
+    # z∘ĥ is gated by r instead of z
+    "gru update gate swapped": ("gru", ("s2_new1", "s2_gz1", "s2_gr1")),
+    # the history state's layer 1 gates the wrong layer's candidate
+    "gru history gate on the wrong layer": ("gru", ("hist_new1", "hist_c1", "hist_c0")),
+    # without history, state 0's z∘ĥ (h = 0) takes the gate as its candidate
+    "gru state 0 candidate replaced": ("gru_options", ("s0_new0", "s0_c0", "s0_gz0")),
+}
+
+
+@pytest.mark.parametrize("miswiring", sorted(GRU_MISWIRINGS))
+def test_numpy_check_catches_a_miswired_gru(miswiring: str, trained_gru: Callable[[str], GRUTrained],
+                                            install: CaffeInstall) -> None:
+    """The GRU check can fail: the trained weights in a net with one gate input miswired disagree."""
+    variant, change = GRU_MISWIRINGS[miswiring]
+    cfg, folder, model, classes = trained_gru(variant)
+    broken = folder / f"broken-{miswiring.replace(' ', '-')}.prototxt"
+    broken.write_text(rewire((folder / NET).read_text(), *change))
+    inputs, caffe_out = caffe_forward(folder, broken, model, cfg, install)
+    assert gru_worst(cfg, caffe_out, inputs, classes) > 1e-3

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from drnngen.codegen import schema
 from drnngen.codegen.build import DEPLOY, NET, generate
-from drnngen.codegen.config import ACTIVATIONS, DRNNConfig, dropouts, parse_config
+from drnngen.codegen.config import ACTIVATIONS, DRNNConfig, activations, dropouts, parse_config
 from drnngen.codegen.graph import REPEAT_MAP, fixed_map_layers
 
 
@@ -34,6 +34,7 @@ def configs(draw: st.DrawFn) -> DRNNConfig:
     model["repeat"] = draw(st.booleans())
     model["repeat_init"] = draw(st.floats(-2.0, 2.0))
     model["tied"] = draw(st.booleans())
+    model["cell"] = draw(st.sampled_from(["drnn", "gru"]))  # the paper's update or GRU4Rec's (section 18)
     if model["tied"]:  # the top layer must be as wide as the embedding
         model["widths"] = draw(st.lists(st.integers(1, 64), min_size=layers, max_size=layers))
         model["widths"][-1] = model["widths"][0]
@@ -58,12 +59,15 @@ def test_random_config_is_sound_and_deterministic(cfg: DRNNConfig) -> None:
                  {f"out{i}" for i in range(h)}]
     assert len(shortcuts) == w * h
     history = [x for x in layers if x.name.startswith("hist_") and x.type == "InnerProduct"]
-    assert len(history) == (n_layers + cfg.model.repeat if cfg.model.history else 0)  # + hist_repmap
+    # drnn: hist_emb, hist_z{i}; gru: hist_emb, then W_z x and W_c x per layer (h = 0); + hist_repmap
+    per_cell = 1 + 2 * n_layers if cfg.model.cell == "gru" else n_layers
+    assert len(history) == (per_cell + cfg.model.repeat if cfg.model.history else 0)
     assert not any(x.startswith("hist") for loss in losses for x in loss.bottom)
     deploy = _layers(files[DEPLOY])
     assert deploy[-1].type == "Softmax" and not any(x.type == "SoftmaxWithLoss" for x in deploy)
     _check_options(cfg, layers)
     _check_options(cfg, deploy, deploy=True)
+    _check_cell(cfg, layers)
 
 
 def _check_options(cfg: DRNNConfig, layers: list[Any], deploy: bool = False) -> None:
@@ -80,7 +84,8 @@ def _check_options(cfg: DRNNConfig, layers: list[Any], deploy: bool = False) -> 
         prefix, i = x.name.rsplit("_drop", 1)
         assert list(x.bottom) == [f"{prefix}_h{i}"] and list(x.top) == [x.name]
         assert abs(x.dropout_param.dropout_ratio - dropouts(cfg)[int(i)]) < 1e-6
-        assert readers.count(f"{prefix}_h{i}") == 2  # the in-place activation and the Dropout
+        # the DRNN: the in-place activation and the Dropout; the GRU's h' is a plain sum
+        assert readers.count(f"{prefix}_h{i}") == (1 if cfg.model.cell == "gru" else 2)
     scales = [x for x in layers if x.type == "Scale"]
     if not cfg.model.repeat:
         assert not scales and not any(x.name.endswith("_repmap") for x in layers)
@@ -102,3 +107,65 @@ def _check_options(cfg: DRNNConfig, layers: list[Any], deploy: bool = False) -> 
     assert [x.name for x in tied] == ([f"s{t}_tied" for t in states] if cfg.model.tied else [])
     for x in tied:
         assert x.param[0].name == "emb" and x.inner_product_param.num_output == cfg.data.pages + 1
+
+
+def _check_cell(cfg: DRNNConfig, layers: list[Any]) -> None:
+    """The hidden layers' update as MODEL.md names it: section 3 (drnn) or 18 (gru)."""
+    m = cfg.model
+    by_name = {x.name: x for x in layers}
+    params = {p.name for x in layers for p in x.param}
+    if m.cell == "drnn":
+        assert not any(x.type == "Power" or "_gz" in x.name for x in layers)
+        return
+    assert not params.intersection({f"W{i}" for i in range(m.layers)} | {f"Z{i}" for i in range(m.layers)})
+
+    def output(prefix: str, i: int) -> str:
+        return f"{prefix}_drop{i}" if dropouts(cfg)[i] > 0 else f"{prefix}_h{i}"
+
+    chains = [(f"s{t}", (f"s{t - 1}" if t else "hist" if m.history else None)) for t in range(m.states)]
+    for prefix, before in chains + ([("hist", None)] if m.history else []):
+        for i in range(m.layers):
+            h = None if before is None else output(before, i)
+            x = f"{prefix}_x0" if i == 0 else output(prefix, i - 1)
+            p = f"{prefix}_"
+
+            def check(name: str, kind: str, bottoms: list[str], weights: list[str] | None = None) -> None:
+                layer = by_name[name]
+                assert layer.type == kind and list(layer.bottom) == bottoms, (name, layer)
+                if weights is not None:
+                    assert [q.name for q in layer.param] == weights, name
+
+            if prefix == "hist" and i == 0:
+                check("hist_emb", "InnerProduct", ["history"], ["emb", "b0"])
+            gz, c = f"{p}gz{i}", f"{p}c{i}"
+            assert [q.name for q in by_name[f"{p}xz{i}"].param] == [f"Wz{i}", f"bz{i}"]
+            assert list(by_name[f"{p}xz{i}"].bottom) == [x] and list(by_name[f"{p}xc{i}"].bottom) == [x]
+            assert [q.name for q in by_name[f"{p}xc{i}"].param] == [f"Wc{i}", f"bc{i}"]
+            check(f"{gz}_act", "Sigmoid", [gz])
+            check(f"{c}_act", activations(cfg)[i], [c])
+            if h is None:  # U·0 vanishes and h' = z∘ĥ: no r gate, no 1 − z, no zero blob
+                assert not any(n.startswith((f"{p}u", f"{p}gr{i}", f"{p}rh{i}", f"{p}nz{i}", f"{p}keep{i}"))
+                               and n.endswith(str(i)) for n in by_name)
+                assert list(by_name[f"{p}xz{i}"].top) == [gz] and list(by_name[f"{p}xc{i}"].top) == [c]
+                check(f"{p}new{i}", "Eltwise", [gz, c])
+                assert list(by_name[f"{p}new{i}"].top) == [f"{p}h{i}"]
+                continue
+            gr = f"{p}gr{i}"
+            check(f"{p}uz{i}", "InnerProduct", [h], [f"Uz{i}"])
+            check(gz, "Eltwise", [f"{p}xz{i}", f"{p}uz{i}"])
+            check(f"{p}xr{i}", "InnerProduct", [x], [f"Wr{i}", f"br{i}"])
+            check(f"{p}ur{i}", "InnerProduct", [h], [f"Ur{i}"])
+            check(gr, "Eltwise", [f"{p}xr{i}", f"{p}ur{i}"])
+            check(f"{gr}_act", "Sigmoid", [gr])
+            check(f"{p}rh{i}", "Eltwise", [gr, h])
+            check(f"{p}uc{i}", "InnerProduct", [f"{p}rh{i}"], [f"Uc{i}"])
+            check(c, "Eltwise", [f"{p}xc{i}", f"{p}uc{i}"])
+            check(f"{p}nz{i}", "Power", [gz])
+            power = by_name[f"{p}nz{i}"].power_param
+            assert (power.power, power.scale, power.shift) == (1, -1, 1)
+            check(f"{p}keep{i}", "Eltwise", [f"{p}nz{i}", h])
+            check(f"{p}new{i}", "Eltwise", [gz, c])
+            check(f"{p}h{i}", "Eltwise", [f"{p}keep{i}", f"{p}new{i}"])
+            operations = [by_name[n].eltwise_param.operation for n in (f"{p}rh{i}", f"{p}keep{i}", f"{p}new{i}",
+                                                                       f"{p}h{i}", gz, gr, c)]
+            assert operations == [0, 0, 0, 1, 1, 1, 1]  # PROD ×3, then SUM

@@ -32,6 +32,7 @@ CASES = {
     "dropout_negative": ("model:\n  dropout: [0.1, -0.2, 0]\n", "model.dropout: must be >= 0"),
     "dropout_wrong_length": ("model:\n  layers: 3\n  dropout: [0.1, 0.2]\n", "model.dropout"),
     "repeat_not_bool": ("model:\n  repeat: 1\n", "model.repeat"),
+    "unknown_cell": ("model:\n  cell: lstm\n", "model.cell: unknown cell 'lstm' (one of: drnn, gru)"),
     "tied_widths_differ": ("model:\n  layers: 2\n  widths: [16, 8]\n  tied: true\n",
                            "model.tied: needs widths[l-1] == widths[0]"),
     "repeat_map_too_big": ("model:\n  repeat: true\ndata:\n  pages: 200000\n  items: 1000\n",
@@ -82,3 +83,5 @@ def test_mapping_round_trip() -> None:
     cfg = parse_config({"model": {"layers": 2, "shortcut": 0, "fnn": {"layers": 1}}})
     again = parse_config(to_mapping(cfg))
     assert again == cfg and isinstance(again, DRNNConfig)
+    gru = parse_config({"model": {"cell": "gru"}})
+    assert to_mapping(gru)["model"]["cell"] == "gru" and parse_config(to_mapping(gru)) == gru

@@ -103,8 +103,12 @@ def test_an_existing_output_needs_force(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="already exists; pass --force"):
         run_prepare(yoochoose_spec(log), tmp_path / "out")
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
-    run_prepare(yoochoose_spec(log), tmp_path / "out", force=True)
-    assert not (tmp_path / "out" / "mine.txt").exists()
+    with pytest.raises(UserError, match="not a drnngen dataset"):  # --force replaces only a dataset
+        run_prepare(yoochoose_spec(log), tmp_path / "out", force=True)
+    assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+    (tmp_path / "out" / "mine.txt").unlink()
+    run_prepare(yoochoose_spec(log), tmp_path / "out")  # an empty folder needs no --force
+    run_prepare(yoochoose_spec(log), tmp_path / "out", force=True)  # a dataset is replaced
     assert (tmp_path / "out" / "manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log", "out"]
 

@@ -130,6 +130,34 @@ def test_space_files_take_the_optional_genes_and_refuse_bad_ones() -> None:
     assert "weight_decay: expected finite values >= 0" in message
 
 
+def test_cell_gene_candidates_are_recorded_with_their_cell(tmp_path: Path, dataset: Path) -> None:
+    """`cell: [drnn, gru]` in the space: candidates of both cells, each config naming its cell."""
+    space = SearchSpace(IntRange(2, 3), IntRange(1, 2), IntRange(0, 1), ("ReLU", "TanH"), (8, 16),
+                        cell=("drnn", "gru"))
+    run(tmp_path, dataset, "cells", FakeTrainer(), changes={"space": space_mapping(space), "generations": 1})
+    rows = Ledger.open(tmp_path / "cells").candidates()
+    cells = [(row.genotype[-1], yaml.safe_load(row.config)["model"]["cell"]) for row in rows]
+    assert all(gene == cell for gene, cell in cells) and {gene for gene, _ in cells} == {"drnn", "gru"}
+    for row in rows:
+        assert describe(row.genotype, space).endswith(f" cell={row.genotype[-1]}")
+        net = (Path(row.folder or "") / "net.prototxt").read_text()
+        assert ('type: "Power"' in net) == (row.genotype[-1] == "gru")  # 1 − z: every gru state has an h
+    # `make quality` reports the best candidate of each cell with its validation fitness
+    from benchmarks.bench_quality import best_by_cell, cells_line
+
+    best = best_by_cell(tmp_path / "cells")
+    for cell in ("drnn", "gru"):
+        fittest = max((row for row in rows if row.genotype[-1] == cell), key=lambda row: row.outcome.fitness)
+        found = best[cell]
+        assert found is not None and (found.fitness, found.key) == (fittest.outcome.fitness, fittest.key[:16])
+        assert found.genotype == describe(fittest.genotype, space)
+    line = cells_line(best)
+    assert line.startswith("best gru candidate: fitness ") and "; best drnn candidate: fitness " in line
+    plain = run(tmp_path, dataset, "plain", FakeTrainer(), changes={"generations": 0})
+    assert plain.result is not None
+    assert cells_line(best_by_cell(tmp_path / "plain")).startswith("no gru candidate; best drnn candidate: ")
+
+
 def test_data_aware_defaults_suit_the_dataset(dataset: Path) -> None:
     m = load_manifest(dataset)
     base = default_base(m.pages, m.items, m.train_samples, m.target)

@@ -33,6 +33,7 @@ def spaces(draw: st.DrawFn) -> SearchSpace:
         widths=tuple(draw(st.lists(st.integers(1, 2000), min_size=1, max_size=5, unique=True))),
         base_lr=tuple(draw(st.lists(st.sampled_from([0.01, 0.05, 0.1]), max_size=3, unique=True))),
         batch_size=tuple(draw(st.lists(st.sampled_from([32, 64, 128]), max_size=3, unique=True))),
+        cell=tuple(draw(st.lists(st.sampled_from(["drnn", "gru"]), max_size=2, unique=True))),
     )
 
 

@@ -117,3 +117,12 @@ def test_tune_records_the_protocol_and_evaluate_uses_the_kept_weights(dataset: P
     folder = candidate_folder(run, best.key)
     accuracy = _val_accuracy(folder / "deploy.prototxt", Path(best.outcome.caffemodel), dataset, 3)
     assert accuracy == pytest.approx(best.outcome.accuracy, abs=1e-6)
+
+
+def test_a_training_s_own_time_limit_stops_it_with_its_best_snapshot(dataset: Path, tmp_path: Path) -> None:
+    result = _train(dataset, tmp_path, train_seconds=1e-6)  # spent after the first step
+    assert result.status == Status.OK and result.stopped == "time_limit"
+    assert result.iterations_done == 1 and [v.iteration for v in result.validations] == [1]
+    assert result.caffemodel is not None and result.caffemodel.is_file()
+    later = _train(dataset, tmp_path / "later", train_seconds=3600.0, stop_at=time.time() - 1)
+    assert later.stopped == "deadline"  # the run's budget ends first: it names the stop

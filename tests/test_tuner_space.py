@@ -54,6 +54,19 @@ def test_decode_replaces_genes_on_the_base_config_and_encode_inverts_it() -> Non
     assert describe(chromosome, space) == "w=4 l=3 h=2 a=ELU,ReLU,TanH E=50,100,200 lr=0.01 batch=32"
 
 
+def test_the_cell_gene_follows_the_other_optional_genes() -> None:
+    space = parse_space({"base_lr": [0.01, 0.1], "cell": ["gru", "drnn"]})
+    assert [g.name for g in space.optional_genes()] == ["base_lr", "cell"]
+    chromosome = [2, 1, 0, "ReLU", 50, 0.1, "gru"]
+    cfg = decode(chromosome, load_config(EXAMPLES / "small.yaml"), space)
+    assert cfg.model.cell == "gru" and encode(cfg, space) == chromosome
+    assert describe(chromosome, space) == "w=2 l=1 h=0 a=ReLU E=50 lr=0.1 cell=gru"
+    with pytest.raises(UserError, match="cell: unknown cell 'GRU'"):
+        parse_space({"cell": ["GRU"]})
+    with pytest.raises(UserError, match="cell: lists a value twice"):
+        parse_space({"cell": ["gru", "gru"]})
+
+
 def test_violations_catch_every_broken_constraint() -> None:
     space = SearchSpace()
     assert violations([3, 2, 1, "ReLU", "TanH", 50, 100], space) == []
@@ -72,3 +85,19 @@ def test_random_individuals_are_legal_seeded_deap_individuals() -> None:
     assert isinstance(a, cls) and not a.fitness.valid and list(a) == list(b)
     assert violations(a, space) == []
     assert from_list(a, space).layers == a[1]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("widths: [[1]]\n", "widths: expected a list of plain values"),
+    ("base_lr: [.nan]\n", "base_lr: expected positive float values"),
+    ("states: {min: 2, max: 300}\n", "states: max 300 is above 256"),
+    ("layers: {min: 1, max: 40}\n", "layers: max 40 is above 16"),
+    ("widths: [8, 100000]\n", "widths: 100000 is above 65536"),
+    ("states: 2\nstates: 3\n", "duplicate"),
+])
+def test_a_hostile_space_file_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as info:
+        load_space(path)
+    assert "\n" not in str(info.value)

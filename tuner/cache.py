@@ -56,8 +56,8 @@ class ResultCache:
 
     def put(self, key: str, outcome: Outcome) -> None:
         """Remember a result (weights included); timeouts, lost tasks and trainings
-        cut by a run's time budget are skipped."""
-        if outcome.status in UNCACHEABLE or outcome.stop_reason == "deadline":
+        cut by a time limit (the run's budget, or the training's own) are skipped."""
+        if outcome.status in UNCACHEABLE or outcome.stop_reason in ("deadline", "time_limit"):
             return
         if outcome.caffemodel is not None:
             outcome = Outcome.from_dict({**outcome.to_dict(), "caffemodel": str(self._keep(key, outcome.caffemodel))})

@@ -83,7 +83,8 @@ class Setting:
 
     A validation point every ``validate_every`` epochs (0: one, at the end);
     ``patience`` of them without improvement stop a training (0: never).
-    ``stop_at`` (Unix time) is the run's time budget: no step starts after it.
+    ``stop_at`` (Unix time) is the run's time budget: no step starts after it;
+    ``train_seconds`` one training's own limit. Both keep the best snapshot.
     """
 
     base: DRNNConfig
@@ -96,6 +97,7 @@ class Setting:
     validate_every: float = 0.0
     patience: int = 0
     stop_at: float | None = None
+    train_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def train_job(candidate: Candidate, folder: Path, setting: Setting) -> TrainJob:
         timeout_s=setting.timeout_s, snapshot=Path(MODEL_FILE),
         loss_interval=max(1, candidate.iterations // 20),
         validate_every=every, patience=setting.patience, stop_at=setting.stop_at,
+        max_train_s=setting.train_seconds,
         reads=(Path(data.train_source), Path(data.test_source), *(() if init is None else (init,))),
     )
 

@@ -1,7 +1,7 @@
 """Genotype ⇄ config. The chromosome is the paper's, a flat list:
 
     [w, l, h, a_1 … a_l, E_1 … E_l (, base_lr) (, batch_size) (, solver_type)
-     (, weight_decay) (, dropout) (, repeat) (, tied)]
+     (, weight_decay) (, dropout) (, repeat) (, tied) (, cell)]
 
 activations as Caffe type names, widths as ints; the optional genes
 (`tuner.space.OPTIONAL_GENES`, in that order) are genes only when the search
@@ -45,7 +45,8 @@ class Genes:
     weight_decay: float | None = None
     dropout: float | None = None
     repeat: bool | None = None
-    tied: bool | None = None  # optional genes: None when not a gene of the space
+    tied: bool | None = None
+    cell: str | None = None  # optional genes: None when not a gene of the space
 
 
 def individual_class() -> type[Any]:

@@ -55,11 +55,12 @@ def default_base(pages: int, items: int, train_samples: int, target: str) -> DRN
 
 def default_space(pages: int, items: int, target: str) -> SearchSpace:
     """Small nets that train in seconds to minutes on a CPU, with the learning
-    rate, dropout and (where its map fits) the repeat path as genes."""
+    rate, dropout, the cell (the paper's or GRU4Rec's) and (where its map fits)
+    the repeat path as genes."""
     # `tied` stays out: it needs widths[l-1] == widths[0], which most genotypes break
     repeat: tuple[bool, ...] = (True, False) if repeat_fits(pages, items) else ()
     return SearchSpace(
         states=IntRange(2, 6), layers=IntRange(1, 3), shortcut=IntRange(0, 2),
         activations=("ReLU", "TanH", "ELU"), widths=(64, 128, 256),
-        base_lr=(0.001, 0.002, 0.005), dropout=(0.0, 0.2, 0.4), repeat=repeat,
+        base_lr=(0.001, 0.002, 0.005), dropout=(0.0, 0.2, 0.4), repeat=repeat, cell=("drnn", "gru"),
     )

@@ -152,7 +152,7 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
     setting = Setting(params.base_config(), space, TuneData(Path(params.data)),
                       Budget(params.iterations, params.epochs), params.seed, check_mode(params.mode),
                       params.timeout_s, validate_every=params.validate_every, patience=params.patience,
-                      stop_at=clock.deadline)
+                      stop_at=clock.deadline, train_seconds=params.train_seconds)
     strategy = strategy_named(params.strategy)
     rng = random.Random(params.seed)
     toolbox = make_toolbox(space, rng)

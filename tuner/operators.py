@@ -26,10 +26,10 @@ Layer = tuple[str, int]  # (activation, width) of one hidden layer
 def cxLayers(ind1: Any, ind2: Any, rng: random.Random, space: SearchSpace, indpb: float = 0.5) -> tuple[Any, Any]:
     """Uniform crossover that treats a hidden layer (a_i, E_i) as one gene.
 
-    Each scalar gene (w, l, h, lr, batch) and each aligned layer i < min(l1, l2)
-    is swapped with probability `indpb`. A child whose l grew takes the extra
-    layers from the other parent (which had that many), one whose l shrank
-    drops its top layers; h is then capped at l-1.
+    Each scalar gene (w, l, h and the optional genes: lr, batch, …, cell) and
+    each aligned layer i < min(l1, l2) is swapped with probability `indpb`. A
+    child whose l grew takes the extra layers from the other parent (which had
+    that many), one whose l shrank drops its top layers; h is then capped at l-1.
     """
     a, b = from_list(ind1, space), from_list(ind2, space)
     head_a, head_b = _swap_scalars(a, b, rng, indpb)
@@ -78,7 +78,7 @@ def selTournament(individuals: Sequence[Any], k: int, rng: random.Random, tourns
 _SCALARS = ("states", "layers", "shortcut", "base_lr", "batch_size")
 # Optional genes added after the first release: drawn for only when the space has them,
 # so the RNG stream of a space without them is the one earlier runs used.
-_LATER_SCALARS = ("solver_type", "weight_decay", "dropout", "repeat", "tied")
+_LATER_SCALARS = ("solver_type", "weight_decay", "dropout", "repeat", "tied", "cell")
 
 
 def _swap_scalars(a: Genes, b: Genes, rng: random.Random, indpb: float) -> tuple[Genes, Genes]:

@@ -33,6 +33,7 @@ class TuneParams:
     patience: int = 0  # validation points without improvement that stop a training; 0: never
     time_budget_s: float | None = None  # the whole run's; no training starts once it is spent
     nan_retry: bool = False  # retrain a NaN candidate once at a tenth of its learning rate
+    train_seconds: float | None = None  # one training's own wall-time limit (keeps its best snapshot)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TuneParams:

@@ -4,9 +4,9 @@ Read from YAML (`examples/space.yaml`); every key is optional and defaults to
 a range around the paper's Table I. Integers are ranges (`{min, max}` or one
 fixed value); per-layer activations and widths are sets of choices, and so
 are the optional genes (`OPTIONAL_GENES`: learning rate, batch size, solver
-type, weight decay, dropout, repeat path, tied embeddings). An empty list
-(their default) leaves that setting to the base config and out of the
-chromosome.
+type, weight decay, dropout, repeat path, tied embeddings, the hidden
+layer's cell). An empty list (their default) leaves that setting to the base
+config and out of the chromosome.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from drnngen.codegen.config import ACTIVATIONS, SOLVER_TYPES
+from drnngen.codegen.config import ACTIVATIONS, CELLS, INT32_MAX, MAX_LAYERS, MAX_STATES, MAX_WIDTH, SOLVER_TYPES
 from drnngen.errors import UserError
+from drnngen.safe_yaml import load_yaml, short_repr
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,7 @@ OPTIONAL_GENES: tuple[OptionalGene, ...] = (
     OptionalGene("dropout", "model", "dropout", "dropout"),
     OptionalGene("repeat", "model", "repeat", "repeat"),
     OptionalGene("tied", "model", "tied", "tied"),
+    OptionalGene("cell", "model", "cell", "cell"),
 )
 
 
@@ -81,6 +81,7 @@ class SearchSpace:
     dropout: tuple[float, ...] = ()
     repeat: tuple[bool, ...] = ()
     tied: tuple[bool, ...] = ()
+    cell: tuple[str, ...] = ()
 
     def optional_genes(self) -> tuple[OptionalGene, ...]:
         """The optional genes this space makes part of the chromosome, in chromosome order."""
@@ -97,12 +98,7 @@ _KEYS = ("states", "layers", "shortcut", "activations", "widths", *(g.name for g
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such search-space file") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read the search space ({exc})") from None
+    raw = load_yaml(path, "search-space")  # size, depth, alias and duplicate-key limits
     try:
         return parse_space({} if raw is None else raw)
     except UserError as exc:
@@ -130,6 +126,7 @@ def parse_space(raw: object) -> SearchSpace:
     values["dropout"] = _fractions(raw.get("dropout", ()), "dropout", errors, high=1.0)
     for key in ("repeat", "tied"):
         values[key] = _flags(raw.get(key, ()), key, errors)
+    values["cell"] = tuple(_cell(v, errors) for v in _choices(raw.get("cell", ()), "cell", errors, allow_empty=True))
     if errors:
         raise UserError("; ".join(errors))
     space = SearchSpace(**values)
@@ -156,6 +153,9 @@ def _choices(value: object, key: str, errors: list[str], allow_empty: bool = Fal
     items = tuple(value) if isinstance(value, list | tuple) else (value,)
     if not items and not allow_empty:
         errors.append(f"{key}: must not be an empty list")
+    if any(isinstance(item, list | dict | tuple) for item in items):
+        errors.append(f"{key}: expected a list of plain values, got {short_repr(value)}")
+        return ()
     if len(set(items)) != len(items):
         errors.append(f"{key}: lists a value twice")
     return items
@@ -165,8 +165,8 @@ def _numbers(value: object, key: str, kind: type[Any], errors: list[str], allow_
     out = []
     for item in _choices(value, key, errors, allow_empty):
         ok = isinstance(item, kind) or (kind is float and isinstance(item, int))
-        if not ok or isinstance(item, bool) or item <= 0:
-            errors.append(f"{key}: expected positive {kind.__name__} values, got {item!r}")
+        if not ok or isinstance(item, bool) or not math.isfinite(item) or item <= 0 or item > INT32_MAX:
+            errors.append(f"{key}: expected positive {kind.__name__} values (finite), got {short_repr(item)}")
             continue
         out.append(kind(item))
     return tuple(out)
@@ -201,6 +201,12 @@ def _solver(name: object, errors: list[str]) -> str:
     return str(name)
 
 
+def _cell(name: object, errors: list[str]) -> str:
+    if name not in CELLS:
+        errors.append(f"cell: unknown cell {name!r} (one of: {', '.join(CELLS)})")
+    return str(name)
+
+
 def _activation(name: object, errors: list[str]) -> str:
     canonical = ACTIVATIONS.get(str(name).lower())
     if canonical is None:
@@ -210,7 +216,10 @@ def _activation(name: object, errors: list[str]) -> str:
 
 
 def _cross_checks(space: SearchSpace) -> list[str]:
-    errors = []
+    errors = [f"{key}: max {bounds.high} is above {cap}, the most codegen builds"
+              for key, bounds, cap in (("states", space.states, MAX_STATES), ("layers", space.layers, MAX_LAYERS))
+              if bounds.high > cap]
+    errors += [f"widths: {e} is above {MAX_WIDTH}, the most codegen builds" for e in space.widths if e > MAX_WIDTH]
     for key, low in (("states", 1), ("layers", 1), ("shortcut", 0)):
         bounds: IntRange = getattr(space, key)
         if bounds.low < low or bounds.low > bounds.high:

@@ -3,6 +3,8 @@ package, declares its options once and hands the work to the library modules."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -22,7 +24,8 @@ class _UserFailure(click.ClickException):
     exit_code = UserError.exit_code
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
+        one_line = " ".join(part.strip() for part in self.format_message().strip().splitlines())
+        click.echo(f"error: {one_line}", err=True, file=file)
 
 
 class _EnvironmentFailure(_UserFailure):
@@ -31,14 +34,40 @@ class _EnvironmentFailure(_UserFailure):
     exit_code = EnvironmentProblem.exit_code
 
 
+# Raised as they are: ours, and `drnngen` alone, which prints the help (click >= 8.2
+# raises that as a usage error)
+_AS_THEY_ARE: tuple[type[BaseException], ...] = (_UserFailure, *(
+    e for e in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if isinstance(e, type)
+))
+
+
+@contextmanager
+def _one_error_line() -> Iterator[None]:
+    """The CLI's one error boundary: a UserError, and every mistake click catches
+    itself (a bad option value, a missing option, a folder given as a file, an
+    unknown command), ends in one line `error: ...` and exit code 2 — never click's
+    three-line usage text."""
+    try:
+        yield
+    except _AS_THEY_ARE:
+        raise
+    except click.ClickException as exc:  # click's UsageError, BadParameter, FileError, ...
+        raise _UserFailure(exc.format_message()) from exc
+    except EnvironmentProblem as exc:
+        raise _EnvironmentFailure(str(exc)) from exc
+    except UserError as exc:
+        raise _UserFailure(str(exc)) from exc
+
+
 class _Group(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        with _one_error_line():  # the group's own options: `drnngen --bogus`
+            return super().make_context(info_name, args, parent, **extra)
+
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with _one_error_line():  # the sub-command's name, its options and its run
             return super().invoke(ctx)
-        except EnvironmentProblem as exc:
-            raise _EnvironmentFailure(str(exc)) from exc
-        except UserError as exc:
-            raise _UserFailure(str(exc)) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,15 +8,26 @@ from pathlib import Path
 
 import click
 
+from drnngen.cli.params import finite
+from drnngen.data.manifest import MAX_WINDOW
 from drnngen.data.prepare import DEFAULT_FILE_BYTES, DEFAULT_MEMORY_BUDGET, PrepareOptions, prepare
 from drnngen.data.readers import CSV_ROLES, DEFAULT_PURCHASE_VALUES, FORMATS, TIME_UNITS, LogSpec, guess_format
 from drnngen.data.sessions import TARGETS, BuildOptions
-from drnngen.data.synth import PREPARE_HINTS, SYNTH_FORMATS, SynthOptions, synthesize
+from drnngen.data.synth import (
+    MAX_ITEMS,
+    MAX_SESSIONS,
+    MAX_USERS,
+    PREPARE_HINTS,
+    SYNTH_FORMATS,
+    SynthOptions,
+    synthesize,
+)
 from drnngen.errors import UserError
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20, "mb": 10**6,
           "g": 1 << 30, "gib": 1 << 30, "gb": 10**9, "t": 1 << 40, "tib": 1 << 40, "tb": 10**12}
 _FILE = click.Path(dir_okay=False, path_type=Path)
+_MAX_SIZE = 1 << 60  # bytes: beyond any disk, and far from float's infinity
 
 
 class _Progress:
@@ -43,7 +54,10 @@ def parse_size(text: str, option: str) -> int:
     unit = _UNITS.get(found.group(2).lower()) if found else None
     if found is None or unit is None:
         raise UserError(f"{option}: not a size: {text!r} (e.g. 4GiB, 256MiB)")
-    return int(float(found.group(1)) * unit)
+    size = float(found.group(1)) * unit
+    if not size <= _MAX_SIZE:
+        raise UserError(f"{option}: {text!r} is more than the 1 EiB drnngen accepts")
+    return int(size)
 
 
 def parse_columns(text: str | None) -> dict[str, str]:
@@ -82,12 +96,12 @@ def parse_split(text: str) -> tuple[float, float, float]:
               help="purchase: the item bought in the session (paper); next-item: every prefix's next click.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Dataset folder to create.")
-@click.option("--window", type=click.IntRange(1), default=4, show_default=True,
+@click.option("--window", type=click.IntRange(1, MAX_WINDOW), default=4, show_default=True,
               help="Window w whose HDF5 files are written now (others are derived on demand).")
 @click.option("--max-pages", type=click.IntRange(2), default=2000, show_default=True,
               help="M: page vocabulary, the out-of-vocabulary id included (Embed input_dim is M+1).")
 @click.option("--max-items", type=click.IntRange(1), default=1000, show_default=True, help="N: item classes.")
-@click.option("--dwell-cap", type=click.FloatRange(min=0, min_open=True), default=1800.0, show_default=True,
+@click.option("--dwell-cap", type=finite(min=0, min_open=True), default=1800.0, show_default=True,
               help="Cap on a dwell time, seconds (a longer gap means the user left).")
 @click.option("--split", "split_text", default="0.6,0.2,0.2", show_default=True,
               help="Train,validation,test fractions of the sessions, in time order.")
@@ -141,19 +155,20 @@ def prepare_command(
 
 
 @click.command("synth")
-@click.option("--sessions", type=click.IntRange(1), required=True, help="Number of sessions.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--sessions", type=click.IntRange(1, MAX_SESSIONS), required=True, help="Number of sessions.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Random seed, >= 0 (same seed, same files).")
 @click.option("--format", "log_format", type=click.Choice(SYNTH_FORMATS), default="yoochoose", show_default=True,
               help="yoochoose: clicks.dat + buys.dat; gru4rec: sessions.tsv + buys.tsv; otto: sessions.jsonl. "
               "Always users.csv.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to create.")
-@click.option("--items", type=click.IntRange(2), default=2000, show_default=True, help="Catalogue size.")
+@click.option("--items", type=click.IntRange(2, MAX_ITEMS), default=2000, show_default=True, help="Catalogue size.")
 @click.option("--categories", type=click.IntRange(1), default=40, show_default=True, help="Item categories.")
-@click.option("--users", type=click.IntRange(0), default=0, help="Number of users (default: sessions / 6).")
-@click.option("--buy-rate", type=click.FloatRange(0, 1), default=0.4, show_default=True,
+@click.option("--users", type=click.IntRange(0, MAX_USERS), default=0, help="Number of users (default: sessions / 6).")
+@click.option("--buy-rate", type=finite(0, 1), default=0.4, show_default=True,
               help="Share of sessions that end in a purchase.")
-@click.option("--mean-length", type=click.FloatRange(1), default=8.0, show_default=True,
+@click.option("--mean-length", type=finite(1, 1e6, max_open=True), default=8.0, show_default=True,
               help="Mean page views per session.")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from drnngen.cli.params import finite
 from drnngen.errors import UserError
 
 if TYPE_CHECKING:  # the evaluation stack (numpy, h5py, matplotlib) loads only when a command runs
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # the evaluation stack (numpy, h5py, matplotlib) loads only w
               help="The .caffemodel for --deploy.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for evaluation.json and evaluation.md (default: RUN, else the weights' folder).")
-@click.option("--shrink", type=float, default=20.0, show_default=True,
+@click.option("--shrink", type=finite(0), default=20.0, show_default=True,
               help="item-kNN's similarity regulariser λ (GRU4Rec's default).")
 @click.option("--sknn-k", "sknn_k", type=int, default=100, show_default=True,
               help="SKNN and V-SKNN: neighbour sessions that score the items (session-rec's default).")

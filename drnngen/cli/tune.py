@@ -17,7 +17,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from drnngen.codegen.config import DRNNConfig, load_config, to_mapping
+from drnngen.cli.params import finite
+from drnngen.codegen.config import INT32_MAX, DRNNConfig, load_config, to_mapping
 from drnngen.data.manifest import load_manifest
 from drnngen.errors import UserError
 from drnngen.runner.locate import cache_dir as drnngen_cache
@@ -30,7 +31,7 @@ from drnngen.tuner.space import SearchSpace, load_space, space_mapping
 
 # Options that decide a run's result: fixed at its start, refused with --resume.
 _RESULT_OPTIONS = ("config", "space", "data", "population", "iters", "epochs", "pc", "pm", "strategy",
-                   "mode", "seed", "timeout", "time_budget", "validate_every", "patience", "nan_retry")
+                   "mode", "seed", "timeout", "time_budget", "validate_every", "patience", "nan_retry", "train_minutes")
 UNBOUNDED_GENERATIONS = 1_000_000  # with --time-budget and no --generations: until the budget is spent
 _PATH = click.Path(path_type=Path)
 
@@ -64,21 +65,25 @@ def _require_local_caffe(mode: str) -> None:
               help="GA generations N after the initial population (with --resume: extend to N) "
                    "[default: 10; with --time-budget: until the budget is spent].")
 @click.option("--population", type=click.IntRange(2), default=10, show_default=True, help="Population size.")
-@click.option("--iters", type=click.IntRange(1), help="Training budget of every candidate, in iterations.")
-@click.option("--epochs", type=click.FloatRange(0, min_open=True),
+@click.option("--iters", type=click.IntRange(1, INT32_MAX), help="Training budget of every candidate, in iterations.")
+@click.option("--epochs", type=finite(0, min_open=True),
               help="Training budget in epochs of the train split (instead of --iters) [default: 30].")
-@click.option("--time-budget", type=click.FloatRange(0, min_open=True), metavar="MINUTES",
+@click.option("--time-budget", type=finite(0, min_open=True), metavar="MINUTES",
               help="Wall time of the whole run: no training starts once it is spent, trainings in flight "
                    "stop at it and keep their best snapshot. --resume gets what is left.")
-@click.option("--validate-every", type=click.FloatRange(0), default=1.0, show_default=True, metavar="EPOCHS",
+@click.option("--validate-every", type=finite(0), default=1.0, show_default=True, metavar="EPOCHS",
               help="Validation points during a training (0: one, at the end); the best one's snapshot "
                    "is the candidate's fitness and weights.")
 @click.option("--patience", type=click.IntRange(0), default=3, show_default=True,
               help="Stop a training after this many validation points without improvement (0: never).")
+@click.option("--train-minutes", type=click.FloatRange(0, min_open=True), metavar="MINUTES",
+              help="Wall time one training may take; it then stops and keeps its best snapshot "
+                   "[default: with --time-budget, the budget / (population / workers), so the first "
+                   "generation fits in it; else none].")
 @click.option("--nan-retry/--no-nan-retry", default=True, show_default=True,
               help="Retrain a candidate whose loss went NaN once, at a tenth of its learning rate.")
-@click.option("--pc", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="Crossover probability.")
-@click.option("--pm", type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Mutation probability.")
+@click.option("--pc", type=finite(0, 1), default=0.8, show_default=True, help="Crossover probability.")
+@click.option("--pm", type=finite(0, 1), default=0.2, show_default=True, help="Mutation probability.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="literal", show_default=True,
               help="literal: Algorithm 2 as written (no selection); elitist: (mu+lambda) with tournaments.")
 @click.option("--workers", type=click.IntRange(1), help="Trainings at once (default 1, or one per --gpus id).")
@@ -89,7 +94,7 @@ def _require_local_caffe(mode: str) -> None:
                    "(needs drnngen[dask]; data and run folder on a shared file system).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the GA and, per candidate, Caffe's random_seed: same seed, same run.")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True),
+@click.option("--timeout", type=finite(0, min_open=True),
               help="Seconds one training may take; a slower candidate is recorded as failed.")
 @click.option("--cache-dir", type=_PATH,
               help="Result cache shared across runs [default: $DRNNGEN_CACHE/tune].")
@@ -166,8 +171,18 @@ def _run_and_params(ctx: click.Context, options: dict[str, Any]) -> tuple[Path, 
         mode=options["mode"], timeout_s=options["timeout"], base=to_mapping(base), space=space_mapping(space),
         validate_every=options["validate_every"], patience=options["patience"],
         time_budget_s=None if budget is None else budget * 60.0, nan_retry=options["nan_retry"],
+        train_seconds=_train_seconds(options["train_minutes"], budget, options["population"],
+                                     options["workers"] or max(1, len(parse_gpus(options["gpus"])))),
     )
     return run_dir, params
+
+
+def _train_seconds(minutes: float | None, budget: float | None, population: int, workers: int) -> float | None:
+    """One training's limit: as given, else the run's budget shared by the first
+    generation's trainings (so the GA gets past its random start), else none."""
+    if minutes is not None:
+        return minutes * 60.0
+    return None if budget is None else budget * 60.0 / math.ceil(population / workers)
 
 
 def _base_and_space(options: dict[str, Any]) -> tuple[DRNNConfig, SearchSpace]:

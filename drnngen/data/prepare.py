@@ -1,13 +1,13 @@
 """`drnngen prepare`: click log → sample store + manifest (+ the HDF5 files of one window).
 
-Everything is written into a temporary folder beside the output and renamed into place
-at the end, so an error or an interrupt leaves no half-written dataset.
+Everything, the window's HDF5 files included, is written into a temporary folder beside
+the output and swapped into place at the end (`drnngen.data.output`), so an error or an
+interrupt leaves no half-written dataset and an old one (`--force`) as it was.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -18,13 +18,14 @@ from typing import Any
 from drnngen.data.manifest import (
     ITEM_IDS_FILE,
     MANIFEST_FILE,
+    MAX_WINDOW,
     PAGE_IDS_FILE,
     Manifest,
     file_sha256,
     load_manifest,
-    make_temp_dir,
     manifest_dict,
 )
+from drnngen.data.output import check_output, dataset_problem, swap_into_place, temp_folder
 from drnngen.data.readers import LogSpec, read_log
 from drnngen.data.sessions import OOV_PAGE, BuildOptions, Dataset, build_dataset
 from drnngen.data.store import STORE_FILE, save_store
@@ -34,6 +35,7 @@ from drnngen.errors import UserError
 Progress = Callable[[str], None]
 DEFAULT_FILE_BYTES = 256 << 20
 DEFAULT_MEMORY_BUDGET = 4 << 30
+_KIND = "a dataset drnngen prepare made"
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,10 @@ class PrepareReport:
 
 def prepare(spec: LogSpec, options: PrepareOptions, output: Path, progress: Progress) -> PrepareReport:
     """Convert the log of `spec` into a dataset folder at `output`."""
-    _check_output(output, options.force)
-    if options.window < 1:
-        raise UserError("--window must be at least 1")
+    if not 1 <= options.window <= MAX_WINDOW:
+        raise UserError(f"--window must lie in 1..{MAX_WINDOW}, not {options.window}")
+    inputs = (spec.events, spec.buys, spec.users)
+    check_output(output, options.force, _KIND, dataset_problem, inputs)
     clock = _Clock()
     log = read_log(spec, progress)
     events, files = len(log), log.files
@@ -73,18 +76,22 @@ def prepare(spec: LogSpec, options: PrepareOptions, output: Path, progress: Prog
     total = sum(split.samples for split in dataset.splits.values())
     check_budget(total, options.window, dataset.pages, dataset.items, options.memory_budget)
     _warn_empty(dataset, progress)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(f".{output.name}.tmp-", output.parent)
+    tmp = temp_folder(output)
     try:
         _write(dataset, spec, options, tmp, (events, files))
-        _move_into_place(tmp, output)
+        clock.lap("store")
+        load_manifest(tmp).sources(options.window, progress)  # the window's files, before the swap
+        clock.lap("window")
+        check_output(output, options.force, _KIND, dataset_problem, inputs)  # again: minutes have passed
+        swap_into_place(tmp, output)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{output}: cannot write the dataset ({exc.strerror or exc})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    clock.lap("store")
     manifest = load_manifest(output)
-    sources = manifest.sources(options.window, progress)
-    clock.lap("window")
+    sources = manifest.sources(options.window, progress)  # the list files name the final folder
     return PrepareReport(manifest, sources, events, clock.laps)
 
 
@@ -97,13 +104,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = now - self._last
         self._last = now
-
-
-def _check_output(output: Path, force: bool) -> None:
-    if output.exists() and not force and (output.is_file() or any(output.iterdir())):
-        raise UserError(f"{output}: already exists; pass --force to replace it")
-    if output.is_file():
-        raise UserError(f"{output}: is a file, not a folder")
 
 
 def _warn_empty(dataset: Dataset, progress: Progress) -> None:
@@ -140,14 +140,3 @@ def _write(
 
 def _write_json(path: Path, content: Any) -> None:
     path.write_text(json.dumps(content, indent=1) + "\n")
-
-
-def _move_into_place(tmp: Path, output: Path) -> None:
-    """Rename the finished folder to `output`, replacing what was there (checked before)."""
-    if not output.exists():
-        os.rename(tmp, output)
-        return
-    old = output.with_name(f".{output.name}.old-{os.getpid()}")
-    os.rename(output, old)
-    os.rename(tmp, output)
-    shutil.rmtree(old, ignore_errors=True)

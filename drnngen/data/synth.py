@@ -18,7 +18,7 @@ So a model that reads the session beats popularity by a wide margin, as on real 
 from __future__ import annotations
 
 import itertools
-import os
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +28,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from drnngen.data.manifest import make_temp_dir
+from drnngen import __version__
+from drnngen.data.output import SYNTH_MARKER, check_output, swap_into_place, synth_problem, temp_folder
 from drnngen.errors import UserError
 
 SYNTH_FORMATS = ("yoochoose", "gru4rec", "otto")
+MAX_SESSIONS = 100_000_000
+MAX_ITEMS = 1_000_000  # item ids are drawn from a million distinct ones
+MAX_USERS = 10_000_000
 CLICK, CART, ORDER = 0, 1, 2
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -58,9 +62,14 @@ class SynthOptions:
         """Raise a one-line UserError on impossible values."""
         if self.sessions < 1 or self.items < 2 or self.categories < 1 or self.users < 0:
             raise UserError("--sessions must be >= 1, --items >= 2, --categories >= 1")
+        if self.seed < 0:
+            raise UserError(f"--seed must be >= 0, not {self.seed}")
+        if self.sessions > MAX_SESSIONS or self.items > MAX_ITEMS or self.users > MAX_USERS:
+            raise UserError(f"--sessions must be <= {MAX_SESSIONS:,}, --items <= {MAX_ITEMS:,}, "
+                            f"--users <= {MAX_USERS:,}")
         if self.categories > self.items:
             raise UserError("--categories cannot exceed --items")
-        if not (0 <= self.buy_rate <= 1 and 0 <= self.known_users <= 1 and self.mean_length >= 1):
+        if not (0 <= self.buy_rate <= 1 and 0 <= self.known_users <= 1 and 1 <= self.mean_length < 1e6):
             raise UserError("--buy-rate must lie in [0, 1] and the mean session length be >= 1")
 
 
@@ -269,6 +278,13 @@ def _users(values: Ints) -> list[str]:
 
 
 _WRITERS = {"yoochoose": _write_yoochoose, "gru4rec": _write_gru4rec, "otto": _write_otto}
+# What each format writes: `--force` replaces a folder of these files and the marker only.
+SYNTH_FILES = {
+    "yoochoose": ("clicks.dat", "buys.dat", "users.csv"),
+    "gru4rec": ("sessions.tsv", "buys.tsv", "users.csv"),
+    "otto": ("sessions.jsonl", "users.csv"),
+}
+_KIND = "a log drnngen synth wrote"
 PREPARE_HINTS = {
     "yoochoose": "drnngen prepare {o}/clicks.dat --buys {o}/buys.dat --users {o}/users.csv --format yoochoose",
     "gru4rec": "drnngen prepare {o}/sessions.tsv --buys {o}/buys.tsv --users {o}/users.csv --format gru4rec",
@@ -277,23 +293,34 @@ PREPARE_HINTS = {
 
 
 def synthesize(options: SynthOptions, log_format: str, output: Path, force: bool, progress: Progress) -> list[Path]:
-    """Generate a log and write it in `log_format` into `output` (all or nothing)."""
+    """Generate a log and write it in `log_format` into `output` (all or nothing).
+
+    With `force`, an existing `output` is replaced only if `synth` wrote it (its
+    marker file, or exactly one format's files), once the new log is complete."""
     if log_format not in SYNTH_FORMATS:
         raise UserError(f"--format must be one of {', '.join(SYNTH_FORMATS)}, not {log_format!r}")
-    if output.exists() and not force and (output.is_file() or any(output.iterdir())):
-        raise UserError(f"{output}: already exists; pass --force to replace it")
+    options.check()
+    check_output(output, force, _KIND, _synth_problem)
     log = generate(options)
     progress(f"generated {options.sessions:,} sessions, {int(np.sum(log.tag != ORDER)):,} page views, "
              f"{int(np.sum(log.tag == ORDER)):,} purchases")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(f".{output.name}.tmp-", output.parent)
+    tmp = temp_folder(output)
     try:
         _WRITERS[log_format](log, tmp)
         _write_users(log, tmp)
-        if output.exists():
-            shutil.rmtree(output) if output.is_dir() else output.unlink()
-        os.rename(tmp, output)
+        names = sorted(p.name for p in tmp.iterdir())
+        marker = {"created_by": f"drnngen {__version__} synth", "format": log_format, "files": names}
+        (tmp / SYNTH_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        check_output(output, force, _KIND, _synth_problem)  # again, just before the swap
+        swap_into_place(tmp, output)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{output}: cannot write the log ({exc.strerror or exc})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return sorted(output.iterdir())
+    return [output / name for name in names]
+
+
+def _synth_problem(folder: Path) -> str:
+    return synth_problem(folder, SYNTH_FILES.values())

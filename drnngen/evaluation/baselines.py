@@ -63,6 +63,7 @@ floating-point similarities; sums equal to a relative 1e-9 count as equal.)
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -188,8 +189,8 @@ class ItemKNN(Baseline):
     name = "item-kNN"
 
     def __init__(self, train: Sessions, page_item: IntArray, items: int, shrink: float = 20.0) -> None:
-        if shrink < 0:
-            raise UserError(f"shrink: must be >= 0, got {shrink}")
+        if not (math.isfinite(shrink) and shrink >= 0):
+            raise UserError(f"shrink: must be a finite number >= 0, got {shrink}")
         self.page_item = check_page_item(page_item, items)
         self.similarity = cosine_similarity(train, self.page_item, items, shrink)
         # Half the smallest gap between distinct similarities: POP then orders

@@ -112,6 +112,8 @@ def genes_of(genotype: Sequence[Any], space: SearchSpace) -> dict[str, Any]:
         genes["base_lr"] = g.base_lr
     if g.batch_size is not None:
         genes["batch_size"] = g.batch_size
+    if g.cell is not None:  # the hidden layer's update (drnn or gru) when the space makes it a gene
+        genes["cell"] = g.cell
     return genes
 
 

@@ -16,7 +16,7 @@ from drnngen.vocabulary import Status
 
 Mode = Literal["cpu", "gpu"]
 Phase = Literal["train", "test"]
-StopReason = Literal["max_iter", "patience", "deadline", "nan"]
+StopReason = Literal["max_iter", "patience", "deadline", "time_limit", "nan"]
 
 MODES: tuple[Mode, ...] = ("cpu", "gpu")
 PHASES: tuple[Phase, ...] = ("train", "test")
@@ -58,8 +58,9 @@ class TrainJob:
     :func:`fitness` of ``accuracy_blobs[0]`` and the loss is written to
     ``snapshot`` (relative to workdir, or absolute) as a .caffemodel; training
     stops early after ``patience`` validation points without improvement (0:
-    never) and, once the Unix time ``stop_at`` has passed, after the next step
-    (a time budget: the best snapshot so far is the result). ``init_weights``
+    never) and, once the Unix time ``stop_at`` has passed or the training has
+    run ``max_train_s`` seconds, after the next step (a time budget: the best
+    snapshot so far is the result). ``init_weights``
     (a .caffemodel or .caffemodel.h5) is copied into the net before the first
     step, like ``caffe train --weights``. Train losses are reported as means
     over ``loss_interval`` steps; ``log_file`` (relative to workdir) keeps
@@ -82,6 +83,7 @@ class TrainJob:
     validate_every: int = 0
     patience: int = 0
     stop_at: float | None = None
+    max_train_s: float | None = None
     init_weights: Path | None = None
     reads: tuple[Path, ...] = ()
 
@@ -97,6 +99,8 @@ class TrainJob:
             raise UserError(f"gpu_id: must be >= 0, got {self.gpu_id}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise UserError(f"timeout_s: must be > 0, got {self.timeout_s}")
+        if self.max_train_s is not None and self.max_train_s <= 0:
+            raise UserError(f"max_train_s: must be > 0, got {self.max_train_s}")
         if self.validate_every < 0 or self.patience < 0:
             raise UserError(f"validate_every/patience: must be >= 0, got {self.validate_every}/{self.patience}")
 
@@ -121,6 +125,7 @@ class TrainJob:
             "validate_every": self.validate_every,
             "patience": self.patience,
             "stop_at": self.stop_at,
+            "max_train_s": self.max_train_s,
             "init_weights": None if self.init_weights is None else str(self.workdir / self.init_weights),
         }
 

@@ -217,6 +217,7 @@ def _train_steps(solver: Any, job: Event, emit: Emit, keeper: _Keeper) -> tuple[
         _require_blobs(test_net, [blob, *job["accuracy_blobs"]], "TEST")
     chunk: list[float] = []
     seconds = 0.0
+    deadline, reason = _deadline(job)
     for step in range(1, job["iterations"] + 1):
         start = time.perf_counter()
         solver.step(1)
@@ -229,7 +230,7 @@ def _train_steps(solver: Any, job: Event, emit: Emit, keeper: _Keeper) -> tuple[
             emit({"event": "progress", "iteration": int(solver.iter),
                   "loss": sum(chunk) / len(chunk), "seconds": seconds})
             chunk = []
-        late = job["stop_at"] is not None and time.time() >= job["stop_at"]
+        late = deadline is not None and time.time() >= deadline
         if test_net is not None and (_validation_due(job, step) or late):
             means = _test(test_net, job)
             emit({"event": "validation", "iteration": step, "loss": means[blob],
@@ -238,8 +239,18 @@ def _train_steps(solver: Any, job: Event, emit: Emit, keeper: _Keeper) -> tuple[
             if keeper.exhausted:
                 return "ok", "patience", seconds
         if late:
-            return "ok", "deadline", seconds
+            return "ok", reason, seconds
     return "ok", "max_iter", seconds
+
+
+def _deadline(job: Event) -> tuple[float | None, str]:
+    """When training must stop, and why: the run's time budget (`stop_at`) or this
+    training's own limit (`max_train_s`, counted from now), whichever comes first."""
+    run_end = job.get("stop_at")
+    own_end = None if job.get("max_train_s") is None else time.time() + float(job["max_train_s"])
+    if own_end is not None and (run_end is None or own_end < run_end):
+        return own_end, "time_limit"
+    return run_end, "deadline"
 
 
 def _test(net: Any, job: Event) -> dict[str, float]:

@@ -1,0 +1,27 @@
+"""Option types shared by the commands: numbers checked where they come in."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses NaN and infinities (which slip through every
+    range check: NaN compares false with any bound), then checks its range."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def finite(min: float | None = None, max: float | None = None, min_open: bool = False,
+           max_open: bool = False) -> FiniteFloat:
+    """A finite float in the range (both bounds optional, as click.FloatRange)."""
+    return FiniteFloat(min, max, min_open=min_open, max_open=max_open)
