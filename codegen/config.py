@@ -114,6 +114,9 @@ class ModelConfig:
         ),
     )
     repeat_init: float = field(default=1.0, metadata=_doc("initial value of the repeat path's learned scalars"))
+    repeat_lr_mult: float = field(
+        default=1.0, metadata=_doc("lr_mult of the repeat path's scalars (a few scalars that compete with whole "
+                                   "score vectors may need to move faster than the weights)", gt=0))
     tied: bool = field(
         default=False,
         metadata=_doc(

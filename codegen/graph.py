@@ -410,7 +410,7 @@ def _repeat_terms(cfg: DRNNConfig, t: int) -> list[Layer]:
     if cfg.model.history:
         sources.append((f"s{t}_repH", "hist_repmap", "rep_bH"))
     return [
-        Layer(name, "Scale", (bottom,), (name,), params=(Param(scalar, *SCALAR),),
+        Layer(name, "Scale", (bottom,), (name,), params=(Param(scalar, cfg.model.repeat_lr_mult, SCALAR[1]),),
               settings={"scale_param": {"axis": 0, "num_axes": 0,
                                         "filler": {"type": "constant", "value": cfg.model.repeat_init}}})
         for name, bottom, scalar in sources

@@ -166,9 +166,10 @@ def test_data_aware_defaults_suit_the_dataset(dataset: Path) -> None:
     assert base.model.repeat == repeat_fits(m.pages, m.items)
     assert [batch_for(n) for n in (100, 5000, 20000, 10**6)] == [32, 64, 256, 512]
     space = default_space(m.pages, m.items, m.target)
-    assert space.repeat == (True, False) and space.tied == ()
+    assert space.repeat == () and space.tied == () and space.cell == ("drnn", "gru")
+    assert (base.model.repeat_init, base.model.repeat_lr_mult) == ((5.0, 10.0) if base.model.repeat else (1.0, 1.0))
     assert not repeat_fits(200_000, 1000)  # a 763 MiB map: the defaults leave the repeat path out
-    assert default_space(200_000, 1000, "purchase").repeat == ()
+    assert not default_base(200_000, 1000, 10_000, "purchase").model.repeat
     # every point of the default space decodes (is a net codegen accepts) on this dataset's dimensions
     parse_config({**yaml.safe_load(yaml.safe_dump({"data": {"pages": m.pages, "items": m.items}}))})
     import random
