@@ -325,6 +325,11 @@ def _out_of_range(value: object, key: str) -> str:
             shown = value if abs(value) < 10**20 else short_repr(value)
             reason = " (the longest window drnngen prepares)" if key == "model.states" else ""
             return f"must be <= {high}{reason}, got {shown}" if value > high else f"must be >= {low}, got {shown}"
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")  # a YAML "\ud800" escape is a lone surrogate: no prototxt can hold it
+        except UnicodeEncodeError:
+            return f"must be valid Unicode text, got {short_repr(value)}"
     return ""
 
 

@@ -434,15 +434,32 @@ _ANY_STRING = st.text(st.one_of(st.sampled_from(['"', "\\", "\n", "\r", "#", "'"
 @settings(max_examples=40, deadline=None)
 @given(name=_ANY_STRING, train=_ANY_STRING, prefix=_ANY_STRING, source=_ANY_STRING)
 def test_every_string_reads_back_as_given(name: str, train: str, prefix: str, source: str) -> None:
-    cfg = parse_config({"name": name, "model": {"states": 2, "layers": 1, "shortcut": 0, "widths": 4, "top_k": 1},
-                        "data": {"pages": 5, "items": 3, "train_source": train},
-                        "solver": {"snapshot_prefix": prefix}})
+    raw = {"name": name, "model": {"states": 2, "layers": 1, "shortcut": 0, "widths": 4, "top_k": 1},
+           "data": {"pages": 5, "items": 3, "train_source": train}, "solver": {"snapshot_prefix": prefix}}
+    if any(_lone_surrogate(text) for text in (name, train, prefix)):
+        # a YAML "\ud800" escape: no UTF-8 file (so no prototxt) can hold it
+        with pytest.raises(UserError, match="must be valid Unicode text"):
+            parse_config(raw)
+        return
+    cfg = parse_config(raw)
     files = generate(cfg, source=source)
     net = schema.parse(files["net.prototxt"], "NetParameter", "net")
     solver = schema.parse(files["solver.prototxt"], "SolverParameter", "solver")
     assert net.name == name and solver.snapshot_prefix == prefix
     assert train in {layer.hdf5_data_param.source for layer in net.layer if layer.type == "HDF5Data"}
     assert not net.HasField("force_backward") and not solver.HasField("debug_info")
+
+
+def _lone_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+def test_a_lone_surrogate_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text('name: "\\ud800"\n')
+    result = CliRunner().invoke(cli, ["build", str(config), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "must be valid Unicode text" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_broken_escape_is_caught_by_reading_back(monkeypatch: pytest.MonkeyPatch) -> None:
