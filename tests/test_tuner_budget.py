@@ -178,3 +178,26 @@ def test_data_aware_defaults_suit_the_dataset(dataset: Path) -> None:
     bound = replace(base, data=replace(base.data, pages=m.pages, items=m.items))
     for _ in range(30):
         decode(to_list(random_genes(rng, space), space), bound, space)
+
+
+def test_tune_exits_2_when_no_candidate_trained(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import drnngen.cli.tune as tune_cli
+    from drnngen.cli import cli
+    from tests.golden_tool import EXAMPLES
+
+    def failing(job: TrainJob) -> TrainResult:
+        return TrainResult(Status.FAILED, error="F1201 Check failed: deliberately [fake.cpp:1]")
+
+    real_tune = tune_cli.tune
+    monkeypatch.setattr(tune_cli, "_require_local_caffe", lambda mode: None)
+    monkeypatch.setattr(tune_cli, "tune", lambda *a, **k: real_tune(*a, **{**k, "trainer": failing}))
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["tune", "--config", str(EXAMPLES / "small.yaml"), "--data", str(dataset),
+                                      "--generations", "0", "--population", "2", "--iters", "2", "--no-cache",
+                                      "-o", str(run_dir)])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: no candidate trained successfully (first: failed: F1201 Check failed")
+    assert (run_dir / "ledger.sqlite").is_file()  # the record of what failed stays

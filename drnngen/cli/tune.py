@@ -279,14 +279,32 @@ def _num(value: float) -> str:
     return f"{value:7.4f}" if math.isfinite(value) else f"{'-':>7}"
 
 
+def _first_failure(run_dir: Path) -> str:
+    """`: <status>: <Caffe's message>` of the run's first failed candidate, for the error line."""
+    from drnngen.tuner.ledger import Ledger
+
+    ledger = Ledger.open(run_dir)
+    try:
+        failed = [row.outcome for row in ledger.candidates() if not row.outcome.ok]
+    finally:
+        ledger.close()
+    if not failed:
+        return ""
+    first = (failed[0].error or "").strip().splitlines()
+    return f" (first: {failed[0].status}: {first[-1][:200] if first else 'no message'})"
+
+
 def _finish(summary: RunSummary) -> None:
     best = summary.best
     failures = sum(r["failed"] for r in summary.records)
     click.echo(f"{summary.evaluated} networks evaluated, {failures} failed evaluations; "
                f"ledger {summary.run_dir / 'ledger.sqlite'}")
     if best is None:
-        click.echo("no candidate trained successfully", err=True)
-        return
+        if summary.result.interrupted and not summary.budget_spent:
+            click.echo("no candidate trained successfully yet", err=True)
+            return  # the caller exits 130: resumable
+        raise UserError(f"no candidate trained successfully{_first_failure(summary.run_dir)}; "
+                        f"the ledger {summary.run_dir / 'ledger.sqlite'} has every candidate's error")
     out = summary.run_dir / "best"
     export_best(summary.run_dir, out)
     o = best.outcome
