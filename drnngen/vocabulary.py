@@ -18,6 +18,7 @@ class Status(str, Enum):
     NAN = "nan"  # the loss became NaN/inf before any finite validation point
     INVALID = "invalid"  # codegen refused the genotype; never trained
     LOST = "lost"  # a Dask task whose workers kept dying under it
+    KILLED = "killed"  # the Caffe child was SIGKILLed from outside (out of memory, kill -9)
 
     def __str__(self) -> str:
         return self.value
@@ -38,7 +39,7 @@ class Source(str, Enum):
 
 # Results that depend on the machine's load or the cluster, not on the network:
 # never served from the cross-run cache.
-UNCACHEABLE = frozenset({Status.TIMEOUT, Status.LOST})
+UNCACHEABLE = frozenset({Status.TIMEOUT, Status.LOST, Status.KILLED})
 
 CANDIDATES_DIR = "candidates"
 KEY_CHARS = 16  # a candidate's folder name: the first characters of its canonical key

@@ -3,10 +3,15 @@ The stderr samples are verbatim from this project's Caffe build (no Caffe needed
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
+import pytest
+
 from drnngen.runner.locate import CaffeInstall
-from drnngen.runner.process import caffe_error, child_env
+from drnngen.runner.process import WorkerRun, caffe_error, child_env
+from drnngen.runner.run import failure_status
+from drnngen.vocabulary import UNCACHEABLE, Status
 
 SHARE_MISMATCH = """WARNING: Logging before InitGoogleLogging() is written to STDERR
 F20261123 18:33:12.847402 13271 net.cpp:555] Check failed: this_blob->shape() == owner_blob->shape() Cannot share param 'W' owned by layer 'ip_a' with layer 'ip_b'; shape mismatch.  Owner layer param shape is 8 4 (32); sharing layer expects shape 6 4 (24)
@@ -63,3 +68,16 @@ def test_child_env_puts_caffe_first_and_logs_to_stderr(tmp_path: Path) -> None:
     assert env["GLOG_logtostderr"] == "1"
     assert env["GLOG_minloglevel"] == "1"
     assert child_env(install, {"GLOG_minloglevel": "0"})["GLOG_minloglevel"] == "0"
+
+
+@pytest.mark.parametrize(("returncode", "timed_out", "status"), [
+    (-signal.SIGKILL, False, Status.KILLED),  # the OOM killer or a user's kill -9: not the net's fault
+    (-signal.SIGKILL, True, Status.TIMEOUT),  # our own kill at --timeout
+    (-signal.SIGABRT, False, Status.FAILED),  # a Caffe CHECK
+    (-signal.SIGSEGV, False, Status.FAILED),
+    (1, False, Status.FAILED),
+])
+def test_why_a_training_child_gave_no_result(returncode: int, timed_out: bool, status: Status) -> None:
+    run = WorkerRun(events=(), returncode=returncode, stderr="", timed_out=timed_out, seconds=1.0)
+    assert failure_status(run) == status
+    assert (status in UNCACHEABLE) == (status != Status.FAILED)

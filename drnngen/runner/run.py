@@ -12,6 +12,7 @@ build raises EnvironmentProblem before any Caffe code runs.
 from __future__ import annotations
 
 import functools
+import signal
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -131,12 +132,23 @@ def train(job: TrainJob, install: CaffeInstall | None = None) -> TrainResult:
     result = run.result
     if result is None:
         seconds = run.of_kind("progress")[-1]["seconds"] if losses else 0.0
-        status = Status.TIMEOUT if run.timed_out else Status.FAILED
+        status = failure_status(run)
         error = f"timed out after {job.timeout_s:g} s" if run.timed_out else run.error()
         return TrainResult(status=status, iterations_done=losses[-1][0] if losses else 0,
                            train_losses=losses, solver_seconds=float(seconds), error=error,
                            log=log, validations=validations, wall_seconds=wall)
     return _train_result(result, losses, validations, log, wall)
+
+
+def failure_status(run: WorkerRun) -> Status:
+    """Why a training child gave no result: our timeout, a SIGKILL from outside
+    (the OOM killer, a user's kill -9: says nothing about the net, so never
+    cached), or a failure of the net itself (a CHECK abort, a crash)."""
+    if run.timed_out:
+        return Status.TIMEOUT
+    if run.returncode == -signal.SIGKILL:
+        return Status.KILLED
+    return Status.FAILED
 
 
 def _train_result(result: Mapping[str, Any], losses: tuple[tuple[int, float], ...],
