@@ -201,3 +201,27 @@ def test_tune_exits_2_when_no_candidate_trained(tmp_path: Path, dataset: Path, m
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("error: no candidate trained successfully (first: failed: F1201 Check failed")
     assert (run_dir / "ledger.sqlite").is_file()  # the record of what failed stays
+
+
+def test_a_run_being_tuned_refuses_a_second_tune_or_resume(tmp_path: Path, dataset: Path) -> None:
+    import fcntl
+
+    from drnngen.errors import UserError
+    from drnngen.tuner.lifecycle import LOCK_FILE
+    from tests.tuner_support import params
+
+    run(tmp_path, dataset, "r", FakeTrainer(), changes={"generations": 0})
+    with (tmp_path / "r" / LOCK_FILE).open("a+") as held:  # what a running `tune` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.seek(0)
+        held.truncate()
+        held.write("pid 4242\n")
+        held.flush()
+        before = Ledger.open(tmp_path / "r").candidates()
+        with pytest.raises(UserError, match=r"is being tuned right now \(pid 4242\)"):
+            tune(tmp_path / "r", None, Resources(), trainer=FakeTrainer())
+        assert Ledger.open(tmp_path / "r").candidates() == before  # nothing written twice
+    resumed = tune(tmp_path / "r", None, Resources(), trainer=FakeTrainer())  # the lock is free again
+    assert resumed.best is not None
+    with pytest.raises(UserError, match="already holds a run"):
+        tune(tmp_path / "r", params(dataset), Resources(), trainer=FakeTrainer())

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS candidates (    -- every distinct network this run ev
     key            TEXT PRIMARY KEY,       -- canonical hash: net + solver (seed included) + data
     genotype       TEXT NOT NULL,          -- JSON chromosome [w, l, h, a_1..a_l, E_1..E_l, ...]
     config         TEXT NOT NULL,          -- the candidate's full config, YAML
-    status         TEXT NOT NULL,          -- drnngen.vocabulary.Status: ok | failed | timeout | nan | invalid | lost | killed
+    status         TEXT NOT NULL,          -- vocabulary.Status: ok|failed|timeout|nan|invalid|lost|killed
     fitness        REAL NOT NULL,          -- accuracy + 1/(1+loss); 0 when not ok
     accuracy       REAL,                   -- top-1, last state, validation split
     loss           REAL,                   -- last state's loss, validation split

@@ -9,16 +9,18 @@ service, mark the run's status.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack, closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drnngen.errors import EnvironmentProblem
+from drnngen.errors import EnvironmentProblem, UserError
 from drnngen.runner import TrainResult
 from drnngen.runner.jobs import check_mode
 from drnngen.tuner.cache import ResultCache
@@ -27,7 +29,7 @@ from drnngen.tuner.codec import individual_class
 from drnngen.tuner.evaluator import CandidateEvaluator, Progress
 from drnngen.tuner.executors import Executor, LocalExecutor
 from drnngen.tuner.gentune import RngState, TuneResult, gentune, strategy_named
-from drnngen.tuner.ledger import CandidateRow, Ledger, RunStatus
+from drnngen.tuner.ledger import LEDGER_FILE, CandidateRow, Ledger, RunStatus
 from drnngen.tuner.operators import make_toolbox
 from drnngen.tuner.params import Resources, TuneParams
 from drnngen.tuner.payload import Trainer
@@ -74,6 +76,42 @@ class RunClock:
 
     def save(self) -> None:
         self.ledger.set_meta(ELAPSED, self.elapsed)
+
+
+LOCK_FILE = ".drnngen-lock"  # held (flock) by the one process tuning a run folder
+
+
+@contextmanager
+def run_lock(run_dir: Path, create: bool = False) -> Iterator[None]:
+    """Hold RUN's lock while tuning it: a second `tune -o RUN` or `--resume RUN`
+    while one runs would write the same ledger twice. The lock is the kernel's
+    (flock), so a crashed or killed run leaves none behind."""
+    if create:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from None
+    path = run_dir / LOCK_FILE
+    try:
+        handle = path.open("a+")
+    except OSError as exc:
+        raise UserError(f"{run_dir}: cannot lock the run folder ({exc.strerror})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(f"{run_dir}: is being tuned right now ({holder}); wait for it to end or stop it, "
+                            "then --resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class _Halt(threading.Event):
@@ -131,6 +169,9 @@ def tune(
     resume = params is None
     with ExitStack() as stack:
         if params is None:
+            if not (run_dir / LEDGER_FILE).is_file():
+                Ledger.open(run_dir).close()  # its one-line error: not a run folder
+            stack.enter_context(run_lock(run_dir))
             ledger = stack.enter_context(closing(Ledger.open(run_dir)))
             params = TuneParams.from_json(ledger.params)
             if generations is not None and generations != params.generations:
@@ -139,6 +180,9 @@ def tune(
         # The workers before a new run folder: an unreachable Dask scheduler leaves none behind.
         pool = executor or stack.enter_context(_executor(resources, params.mode))
         if not resume:
+            if (run_dir / LEDGER_FILE).exists():
+                Ledger.create(run_dir, asdict(params))  # its one-line error: already holds a run
+            stack.enter_context(run_lock(run_dir, create=True))
             ledger = stack.enter_context(closing(Ledger.create(run_dir, asdict(params))))
         return _run(run_dir, ledger, params, resources, stop or threading.Event(), progress, on_generation,
                     trainer, pool)
