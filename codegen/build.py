@@ -47,17 +47,35 @@ def check_files(cfg: DRNNConfig, files: dict[str, str]) -> list[str]:
 
 
 def write(files: dict[str, str], out_dir: Path) -> list[Path]:
-    """Write each file atomically (temp file + rename) into out_dir."""
+    """Write the files into out_dir as one change: every file goes to a temporary
+    file first, and only when all are written are they renamed into place. A full
+    disk or a read-only folder is a one-line UserError that leaves out_dir as it
+    was (no mix of old and new files, no temporary file). Modes follow the umask."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out_dir}: cannot create output folder ({exc.strerror})") from None
-    written = []
-    for name, text in files.items():
-        target = out_dir / name
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, text in files.items():
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
+            staged.append((tmp, out_dir / name))
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.chmod(tmp, 0o666 & ~_UMASK)
+    except OSError as exc:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"{out_dir}: cannot write {name} ({exc.strerror}); nothing was changed") from None
+    for tmp, target in staged:
         os.replace(tmp, target)
-        written.append(target)
-    return written
+    return [target for _, target in staged]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()

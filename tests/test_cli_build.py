@@ -66,3 +66,39 @@ def test_one_character_template_change_breaks_golden(tmp_path: Path, monkeypatch
     finally:
         render.environment.cache_clear()
     assert changed != (GOLDEN / "small" / "net.prototxt").read_text()
+
+
+def test_a_full_disk_changes_nothing_and_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while writing the second file: the old files stay, no temporary file is left."""
+    import errno
+    import os
+
+    out = tmp_path / "out"
+    first = CliRunner().invoke(cli, ["build", str(EXAMPLES / "small.yaml"), "-o", str(out)])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_fdopen, calls = os.fdopen, []
+
+    def filling(fd: int, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append(fd)
+        if len(calls) == 2:
+            os.close(fd)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "fdopen", filling)
+    result = CliRunner().invoke(cli, ["build", str(EXAMPLES / "paper.yaml"), "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "No space left on device" in result.output and "nothing was changed" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # same names, same bytes
+
+
+def test_generated_files_follow_the_umask(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["build", str(EXAMPLES / "small.yaml"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "out").iterdir()} == {oct(0o666 & ~mask)}
