@@ -223,3 +223,18 @@ def test_local_executor_keeps_order_pins_gpus_and_stops() -> None:
             return item
 
         assert len(list(pool.imap_unordered(stopping, list(range(20)), stop=stop))) <= 2
+
+
+def test_a_moved_run_folder_reads_its_own_weights(tmp_path: Path, dataset: Path) -> None:
+    import shutil
+
+    run(tmp_path, dataset, "r", FakeTrainer(), changes={"generations": 1})
+    with sqlite3.connect(tmp_path / "r" / "ledger.sqlite") as db:
+        stored = db.execute("SELECT folder, caffemodel FROM candidates WHERE status = 'ok'").fetchall()
+    assert stored and all(not Path(f).is_absolute() and not Path(m).is_absolute() for f, m in stored)
+    shutil.move(tmp_path / "r", tmp_path / "moved")
+    best = Ledger.open(tmp_path / "moved").best()
+    assert best is not None and best.folder is not None and best.outcome.caffemodel is not None
+    assert Path(best.folder).is_relative_to(tmp_path / "moved") and Path(best.outcome.caffemodel).is_file()
+    export_best(tmp_path / "moved", tmp_path / "out")
+    assert (tmp_path / "out" / "model.caffemodel").read_bytes() == Path(best.outcome.caffemodel).read_bytes()

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,8 @@ CREATE TABLE IF NOT EXISTS candidates (    -- every distinct network this run ev
     solver_seconds REAL NOT NULL,          -- time inside solver.step
     wall_seconds   REAL NOT NULL,          -- whole evaluation: files, child process, test
     error          TEXT,                   -- Caffe's own message when not ok
-    folder         TEXT,                   -- candidate folder (prototxt, config, log)
-    caffemodel     TEXT,                   -- trained weights (run folder or cache)
+    folder         TEXT,                   -- candidate folder (prototxt, config, log), relative to the run folder
+    caffemodel     TEXT,                   -- trained weights: relative (in the run folder) or absolute (cache)
     source         TEXT NOT NULL,          -- trained | cache (trained by an earlier run) | invalid
     generation     INTEGER NOT NULL,       -- first generation that asked for it
     evaluated_at   REAL NOT NULL,
@@ -239,7 +239,7 @@ class Ledger:
 
     def outcome(self, key: str) -> Outcome | None:
         row = self._db.execute(f"SELECT {_OUTCOME_COLUMNS} FROM candidates WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _outcome(row)
+        return None if row is None else self._absolute(_outcome(row))
 
     def record_candidate(self, key: str, genotype: Sequence[Any], config: str, outcome: Outcome, *,
                          random_seed: int | None, folder: Path | None, source: Source) -> None:
@@ -254,7 +254,7 @@ class Ledger:
                 (key, json.dumps(list(genotype)), config, outcome.status.value, outcome.fitness, outcome.accuracy,
                  outcome.loss, json.dumps(dict(outcome.metrics)), outcome.iterations, random_seed,
                  outcome.solver_seconds, outcome.wall_seconds, outcome.error,
-                 None if folder is None else str(folder), outcome.caffemodel, Source(source).value, self.generation,
+                 self._relative(folder), self._relative(outcome.caffemodel), Source(source).value, self.generation,
                  time.time(), seq, outcome.best_iteration, outcome.stop_reason,
                  json.dumps([dict(v) for v in outcome.validations]), outcome.note),
             )
@@ -273,7 +273,8 @@ class Ledger:
             f"SELECT key, genotype, config, random_seed, folder, source, generation, {_OUTCOME_COLUMNS}"
             " FROM candidates ORDER BY seq"
         )
-        return [CandidateRow(r[0], json.loads(r[1]), r[2], _outcome(r[7:]), r[3], r[4], r[5], r[6]) for r in rows]
+        return [CandidateRow(r[0], json.loads(r[1]), r[2], self._absolute(_outcome(r[7:])), r[3],
+                             self._resolve(r[4]), r[5], r[6]) for r in rows]
 
     def best(self) -> CandidateRow | None:
         """The fittest successful candidate (of equal fitnesses, the first evaluated)."""
@@ -283,6 +284,24 @@ class Ledger:
         return max(ok, key=lambda c: c.outcome.fitness)  # max() keeps the first of equals
 
     # --- plumbing --------------------------------------------------------------------
+
+    # Paths inside the run folder are stored relative to it, so a run folder can be
+    # moved or copied (a copy reads its own weights); others (the shared cache) stay absolute.
+
+    def _relative(self, path: str | Path | None) -> str | None:
+        if path is None:
+            return None
+        run_dir = self.path.parent.resolve()
+        absolute = Path(path).resolve() if Path(path).is_absolute() else run_dir / path
+        return str(absolute.relative_to(run_dir)) if absolute.is_relative_to(run_dir) else str(path)
+
+    def _resolve(self, stored: str | None) -> str | None:
+        if stored is None or Path(stored).is_absolute():
+            return stored
+        return str(self.path.parent.resolve() / stored)
+
+    def _absolute(self, outcome: Outcome) -> Outcome:
+        return replace(outcome, caffemodel=self._resolve(outcome.caffemodel))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
