@@ -238,3 +238,30 @@ def test_a_moved_run_folder_reads_its_own_weights(tmp_path: Path, dataset: Path)
     assert Path(best.folder).is_relative_to(tmp_path / "moved") and Path(best.outcome.caffemodel).is_file()
     export_best(tmp_path / "moved", tmp_path / "out")
     assert (tmp_path / "out" / "model.caffemodel").read_bytes() == Path(best.outcome.caffemodel).read_bytes()
+
+
+def test_an_export_cut_short_leaves_no_best_json_and_no_temp_file(
+    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import drnngen.tuner.export as export
+
+    run(tmp_path, dataset, "r", FakeTrainer(), changes={"generations": 0})
+    out = tmp_path / "best"
+    export_best(tmp_path / "r", out)
+    assert (out / "best.json").is_file() and (out / "model.caffemodel").is_file()
+    real_write, calls = export.write, []
+
+    def dying(files: dict[str, str], folder: Path) -> list[Path]:  # the process dies after the weights
+        calls.append(files)
+        if "best.json" in files:
+            raise KeyboardInterrupt
+        return real_write(files, folder)
+
+    monkeypatch.setattr(export, "write", dying)
+    with pytest.raises(KeyboardInterrupt):
+        export_best(tmp_path / "r", out)
+    assert not (out / "best.json").exists()  # no description of an export that did not finish
+    assert not list(out.glob(".*"))  # no temporary file left behind
+    monkeypatch.setattr(export, "write", real_write)
+    export_best(tmp_path / "r", out)  # `drnngen best RUN` again completes it
+    assert (out / "best.json").is_file()

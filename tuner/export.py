@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -15,6 +17,8 @@ from drnngen.tuner.candidate import CONFIG_FILE, MODEL_FILE
 from drnngen.tuner.codec import describe
 from drnngen.tuner.ledger import CandidateRow, Ledger
 from drnngen.tuner.params import TuneParams
+
+BEST_FILE = "best.json"
 
 
 def best_candidate(run_dir: Path) -> tuple[CandidateRow, TuneParams]:
@@ -42,8 +46,35 @@ def export_best(run_dir: Path, out_dir: Path) -> tuple[CandidateRow, list[Path]]
         "genotype_text": describe(best.genotype, params.search_space()),
         **best.outcome.to_dict(), "random_seed": best.random_seed,
     }
-    written = write({**generate(cfg, source=CONFIG_FILE), CONFIG_FILE: best.config,
-                     "best.json": json.dumps(summary, indent=2) + "\n"}, out_dir)
     target = out_dir / MODEL_FILE
-    shutil.copyfile(model, target)
-    return best, [*written, target]
+    staged = _stage_copy(Path(model), target)
+    try:
+        # best.json goes first and comes back last: a folder holding a best.json
+        # holds the whole export it describes, also after a kill -9 halfway
+        (out_dir / BEST_FILE).unlink(missing_ok=True)
+        written = write({**generate(cfg, source=CONFIG_FILE), CONFIG_FILE: best.config}, out_dir)
+        os.replace(staged, target)
+        written += write({BEST_FILE: json.dumps(summary, indent=2) + "\n"}, out_dir)
+    finally:
+        staged.unlink(missing_ok=True)
+    return best, [*written[:-1], target, written[-1]]
+
+
+def _stage_copy(source: Path, target: Path) -> Path:
+    """`source` copied to a temporary file beside `target` (a full disk: one line, nothing changed)."""
+    what = f"{target.parent}: cannot write {target.name}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.*"):  # left by an export that was killed
+            stale.unlink(missing_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise UserError(f"{what} ({exc.strerror}); nothing was changed") from None
+    os.close(fd)
+    staged = Path(name)
+    try:
+        shutil.copyfile(source, staged)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        raise UserError(f"{what} ({exc.strerror}); nothing was changed") from None
+    return staged
