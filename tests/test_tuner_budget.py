@@ -225,3 +225,25 @@ def test_a_run_being_tuned_refuses_a_second_tune_or_resume(tmp_path: Path, datas
     assert resumed.best is not None
     with pytest.raises(UserError, match="already holds a run"):
         tune(tmp_path / "r", params(dataset), Resources(), trainer=FakeTrainer())
+
+
+@pytest.mark.parametrize("address", ["not a url", "tcp://", "http://host:8786", "tcp://host", "tcp://host:99999",
+                                     "host:port"])
+def test_a_malformed_scheduler_address_is_one_line_at_once(tmp_path: Path, dataset: Path, address: str) -> None:
+    from click.testing import CliRunner
+
+    from drnngen.cli import cli
+
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["tune", "--data", str(dataset), "--iters", "2", "--scheduler", address,
+                                      "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("error: --scheduler: expected a Dask scheduler address like tcp://HOST:8786")
+    assert time.monotonic() - started < 10 and not (tmp_path / "run").exists()
+
+
+def test_well_formed_scheduler_addresses_pass_the_check() -> None:
+    from drnngen.cli.tune import _scheduler_address
+
+    for address in ("tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://sched.example:8786", "tcp://[::1]:8786"):
+        assert _scheduler_address(address) == address

@@ -120,7 +120,7 @@ def tune_command(ctx: click.Context, /, **options: Any) -> None:
         workers=options["workers"] or max(1, len(gpus)),
         gpus=gpus,
         cache_dir=None if options["no_cache"] else (options["cache_dir"] or drnngen_cache() / "tune"),
-        scheduler=options["scheduler"],
+        scheduler=None if options["scheduler"] is None else _scheduler_address(options["scheduler"]),
     )
     if params is not None and options["scheduler"] is None:
         _require_local_caffe(params.mode)
@@ -175,6 +175,22 @@ def _run_and_params(ctx: click.Context, options: dict[str, Any]) -> tuple[Path, 
                                      options["workers"] or max(1, len(parse_gpus(options["gpus"])))),
     )
     return run_dir, params
+
+
+def _scheduler_address(text: str) -> str:
+    """`--scheduler` checked before any connection attempt: a Dask address is
+    [protocol://]host:port (Dask would otherwise wait for its connect timeout)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text if "://" in text else f"tcp://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls", "ucx", "ws", "wss") or not parts.hostname or port is None \
+            or parts.path not in ("", "/") or any(c.isspace() for c in text):
+        raise UserError(f"--scheduler: expected a Dask scheduler address like tcp://HOST:8786, got {text!r}")
+    return text
 
 
 def _train_seconds(minutes: float | None, budget: float | None, population: int, workers: int) -> float | None:
