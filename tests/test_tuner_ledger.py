@@ -265,3 +265,23 @@ def test_an_export_cut_short_leaves_no_best_json_and_no_temp_file(
     monkeypatch.setattr(export, "write", real_write)
     export_best(tmp_path / "r", out)  # `drnngen best RUN` again completes it
     assert (out / "best.json").is_file()
+
+
+@pytest.mark.parametrize("command", [["best", "{run}"], ["report", "{run}"], ["tune", "--resume", "{run}"]])
+def test_a_damaged_ledger_is_one_line(tmp_path: Path, dataset: Path, command: list[str]) -> None:
+    run(tmp_path, dataset, "r", FakeTrainer(), changes={"generations": 1})
+    path = tmp_path / "r" / "ledger.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 2 * page
+    last = len(data) - page  # the meta table (schema version, params) sits in an early page: spare it
+    for offset in range(last, last + 8):  # flip the b-tree header of the last page (candidates, generations)
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    result = CliRunner().invoke(cli, [part.format(run=tmp_path / "r") for part in command])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "not a complete ledger" in result.output
+    assert "Traceback" not in result.output

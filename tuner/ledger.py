@@ -142,8 +142,14 @@ class Ledger:
             raise UserError(f"{run_dir}: no {LEDGER_FILE} here; is it a `drnngen tune` run folder?")
         ledger = cls(_connect(path), path)
         try:
+            # A damaged file (a bit flip, a copy cut short) fails here in one line, not
+            # later in whichever query first touches the damaged page.
+            check = ledger._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
             version = ledger.meta("schema_version")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:
+            ledger.close()
             raise UserError(f"{path}: not a complete ledger ({exc}); start the run again") from None
         if version == 1:
             ledger._upgrade_from_1()
