@@ -247,3 +247,25 @@ def test_well_formed_scheduler_addresses_pass_the_check() -> None:
 
     for address in ("tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://sched.example:8786", "tcp://[::1]:8786"):
         assert _scheduler_address(address) == address
+
+
+def test_a_read_only_dataset_the_run_must_write_is_refused_up_front(
+    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from drnngen.errors import UserError
+    from drnngen.tuner.ledger import LEDGER_FILE
+
+    import shutil
+
+    # a copy with only the window prepare wrote (other tests of the module derive more)
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data, ignore=lambda folder, names: [n for n in names if n in ("w2", "w4")])
+    real_access = os.access
+    # root may write anywhere, so the read-only file system is simulated (os.access is all the check asks)
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == data.resolve() and mode == os.W_OK
+                        else real_access(path, mode))
+    with pytest.raises(UserError, match=r"read-only, but this run must write the windows w=2,4"):
+        run(tmp_path, data, "r", FakeTrainer(), changes={"generations": 0})  # the space's w: 2..4, w=3 exists
+    assert not (tmp_path / "r" / LEDGER_FILE).exists() or Ledger.open(tmp_path / "r").candidates() == []

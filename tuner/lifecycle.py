@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drnngen.data.windows import INDEX_FILE
 from drnngen.errors import EnvironmentProblem, UserError
 from drnngen.runner import TrainResult
 from drnngen.runner.jobs import check_mode
@@ -197,6 +198,7 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
                       Budget(params.iterations, params.epochs), params.seed, check_mode(params.mode),
                       params.timeout_s, validate_every=params.validate_every, patience=params.patience,
                       stop_at=clock.deadline, train_seconds=params.train_seconds)
+    _check_data_writable(setting)
     strategy = strategy_named(params.strategy)
     rng = random.Random(params.seed)
     toolbox = make_toolbox(space, rng)
@@ -219,6 +221,22 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
     ledger.set_status(RunStatus.INTERRUPTED if result.interrupted and not budget_spent else RunStatus.FINISHED)
     return RunSummary(run_dir, result, ledger.best(), len(ledger.candidates()), params, ledger.records(),
                       budget_spent)
+
+
+def _check_data_writable(setting: Setting) -> None:
+    """Refuse up front a dataset folder the run would have to write but cannot: a
+    window of the space not derived yet, or the repeat path's map. Otherwise every
+    such candidate would fail as "invalid" and steer the search away from it."""
+    root = setting.data.path
+    if os.access(root, os.W_OK):
+        return
+    states = setting.space.states
+    missing = [w for w in range(states.low, states.high + 1) if not (root / f"w{w}" / INDEX_FILE).is_file()]
+    needs_map = setting.base.model.repeat or setting.base.model.tied or any(setting.space.repeat)
+    if missing or needs_map:
+        what = f"the windows w={','.join(map(str, missing))}" if missing else "the repeat path's page->item map"
+        raise UserError(f"--data {root}: read-only, but this run must write {what} there; "
+                        "make it writable, or run on a writable copy")
 
 
 def _executor(resources: Resources, mode: str) -> Executor:
