@@ -253,11 +253,10 @@ def test_a_read_only_dataset_the_run_must_write_is_refused_up_front(
     tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
+    import shutil
 
     from drnngen.errors import UserError
     from drnngen.tuner.ledger import LEDGER_FILE
-
-    import shutil
 
     # a copy with only the window prepare wrote (other tests of the module derive more)
     data = tmp_path / "data"
