@@ -268,3 +268,27 @@ def test_a_read_only_dataset_the_run_must_write_is_refused_up_front(
     with pytest.raises(UserError, match=r"read-only, but this run must write the windows w=2,4"):
         run(tmp_path, data, "r", FakeTrainer(), changes={"generations": 0})  # the space's w: 2..4, w=3 exists
     assert not (tmp_path / "r" / LEDGER_FILE).exists() or Ledger.open(tmp_path / "r").candidates() == []
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("val_samples", 0, "validation samples; tuning needs both"),
+    ("train_samples", 0, "0 train and"),
+    ("items", 1, "N=1 item class; there is nothing to rank"),
+])
+def test_a_dataset_no_training_can_use_is_refused_up_front(
+    tmp_path: Path, dataset: Path, field: str, value: int, message: str
+) -> None:
+    import json
+    import shutil
+
+    from drnngen.errors import UserError
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest[field] = value
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    trainer = FakeTrainer()
+    with pytest.raises(UserError, match=message):
+        run(tmp_path, data, "r", trainer, changes={"generations": 0})
+    assert trainer.trained == []

@@ -198,7 +198,7 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
                       Budget(params.iterations, params.epochs), params.seed, check_mode(params.mode),
                       params.timeout_s, validate_every=params.validate_every, patience=params.patience,
                       stop_at=clock.deadline, train_seconds=params.train_seconds)
-    _check_data_writable(setting)
+    _check_dataset(setting)
     strategy = strategy_named(params.strategy)
     rng = random.Random(params.seed)
     toolbox = make_toolbox(space, rng)
@@ -223,11 +223,18 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
                       budget_spent)
 
 
-def _check_data_writable(setting: Setting) -> None:
-    """Refuse up front a dataset folder the run would have to write but cannot: a
+def _check_dataset(setting: Setting) -> None:
+    """Refuse up front a dataset no training can use (no train or validation
+    samples, a single item class), and one the run would have to write but cannot: a
     window of the space not derived yet, or the repeat path's map. Otherwise every
     such candidate would fail as "invalid" and steer the search away from it."""
     root = setting.data.path
+    m = setting.data.manifest
+    if m.train_samples == 0 or m.val_samples == 0:
+        raise UserError(f"--data {root}: {m.train_samples} train and {m.val_samples} validation samples; "
+                        "tuning needs both (a larger log, or another --split)")
+    if m.items < 2:
+        raise UserError(f"--data {root}: N={m.items} item class; there is nothing to rank")
     if os.access(root, os.W_OK):
         return
     states = setting.space.states
