@@ -88,3 +88,29 @@ def test_top1_agrees_with_caffes_accuracy_layer(dataset: Path, tmp_path: Path) -
     labels = np.concatenate([np.asarray(h5py.File(p, "r")["label"]) for p in hdf5_files(val)])
     ours = ranking_metrics(scores, labels, [1]).accuracy[1]
     assert ours == pytest.approx(trained.test_accuracy[accuracy], abs=1.5 / len(labels))
+
+
+@pytest.mark.parametrize("weights", ["random", "other"])
+def test_weights_that_are_not_this_net_s_are_one_line(dataset: Path, tmp_path: Path, weights: str) -> None:
+    """Random bytes, or another net's caffemodel: Caffe's copy_from would skip them silently."""
+    from drnngen.runner import TrainJob, train
+
+    cfg = bind_dataset(load_config(EXAMPLE), dataset)
+    write(generate(cfg), tmp_path)
+    if weights == "random":
+        model = tmp_path / "random.caffemodel"
+        model.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:  # a trained net of another shape: other layer names
+        other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, layers=1, shortcut=0, widths=(8,),
+                                                                   activations=("ReLU",)))
+        write(generate(other), tmp_path / "other")
+        loss, accuracy = model_outputs(other)
+        result = train(TrainJob(workdir=tmp_path / "other", iterations=2, loss_blob=loss, accuracy_blobs=(accuracy,),
+                                test_iterations=1, snapshot=Path("model.caffemodel")))
+        assert result.ok and result.caffemodel is not None, result.error
+        model = result.caffemodel
+    out = CliRunner().invoke(cli, ["evaluate", "--deploy", str(tmp_path / DEPLOY), "--weights", str(model),
+                                   "--data", str(dataset), "--k", "20"])
+    assert out.exit_code == 2, out.output
+    assert out.output.count("\n") == 1 and out.output.startswith("error: ")
+    assert "not a caffemodel" in out.output or "holds no weights for the layers" in out.output

@@ -326,11 +326,34 @@ def _batches(path: str, inputs: list[str], size: int) -> Iterator[dict[str, np.n
             yield {name: np.asarray(data[name][start:start + size]) for name in inputs}
 
 
+def _require_weights_for(net: Any, weights: str) -> None:
+    """JobError unless the .caffemodel holds weights for every layer of `net` that
+    has parameters: Caffe's copy_from skips what a file lacks, so random bytes or
+    another net's weights would silently score an untrained net."""
+    if weights.endswith(".h5"):
+        return  # HDF5 weights: Caffe itself checks the layers it finds
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(Path(weights).read_bytes())
+    except (DecodeError, RuntimeError) as exc:
+        raise JobError(f"{weights}: not a caffemodel ({exc})") from None
+    have = {layer.name for layer in param.layer if layer.blobs} | {layer.name for layer in param.layers if layer.blobs}
+    missing = [name for name in net.params if name not in have]
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise JobError(f"{weights}: holds no weights for the layers {shown} of this net "
+                       "(not a caffemodel trained for it?)")
+
+
 def run_scores(job: Event, emit: Emit) -> None:
     """Deploy net over every row of the HDF5 files; ``blob`` rows into an .npy."""
     caffe = _caffe()
     set_mode(job["mode"], job["gpu_id"])
     net = caffe.Net(job["deploy"], caffe.TEST)
+    _require_weights_for(net, job["weights"])
     net.copy_from(job["weights"])
     _require_blobs(net, [job["blob"]], "deploy")
     inputs = [str(name) for name in net.inputs]
