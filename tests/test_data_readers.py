@@ -51,7 +51,8 @@ def test_floats() -> None:
 @pytest.mark.parametrize(
     "text",
     ["2014-04-07T10:51:09.277Z", "2014-04-07", "2014-04-07 10:51:09", "2014-04-07T10:51:09+02:00",
-     "2014-04-07T10:51:09.5-01:30", "1970-01-01T00:00:00Z", "2016-02-29T23:59:59.123456Z", "1999-12-31T23:59:59"],
+     "2014-04-07T10:51:09.5-01:30", "1970-01-01T00:00:00Z", "2016-02-29T23:59:59.123456Z", "1999-12-31T23:59:59",
+     "2000-02-29", "2014-01-31", "2014-12-31T00:00:00Z"],
 )
 def test_iso_datetimes_match_the_standard_library(text: str) -> None:
     parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -61,6 +62,7 @@ def test_iso_datetimes_match_the_standard_library(text: str) -> None:
 
 
 @pytest.mark.parametrize("bad", ["2014-4-07", "2014-04-07T10:51", "2014-04-07T25:00:00Z", "2014-13-01",
+                                 "2014-02-31", "2014-02-29T00:00:00Z", "1900-02-29", "2014-04-31",
                                  "2014-04-07T10:51:09.Z", "2014-04-07T10:51:09.277ZZ", "yesterday"])
 def test_iso_errors(bad: str) -> None:
     with pytest.raises(UserError, match=r"f\.csv:7: x: expected a date-time"):

@@ -267,6 +267,16 @@ def seconds_from_millis(millis: Ints) -> Floats:
     return value
 
 
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def days_in_month(year: Ints, month: Ints) -> Ints:
+    """Days of each (year, month), February 29 in Gregorian leap years (so 2014-02-31 is refused)."""
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    days: Ints = _MONTH_DAYS[month] + ((month == 2) & leap)
+    return days
+
+
 def days_from_civil(year: Ints, month: Ints, day: Ints) -> Ints:
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm, vectorised)."""
     y = year - (month <= 2)
@@ -343,7 +353,7 @@ def parse_datetime(col: Column) -> Floats:
     active = [has_frac & (j < body_end) for j in range(20, 29)]
     fraction, bad_frac = b.number(range(20, 29), active)
     nanos = fraction * 10 ** np.clip(29 - body_end, 0, 9)  # ".5" is 500000000 ns
-    bad |= bad_frac | (month < 1) | (month > 12) | (day < 1) | (day > 31)
+    bad |= bad_frac | (month < 1) | (month > 12) | (day < 1) | (day > days_in_month(year, np.clip(month, 1, 12)))
     bad |= timed & ((hour > 23) | (minute > 59) | (second > 60))
     tz = np.zeros(len(n), dtype=np.int64)
     if offset.any():
