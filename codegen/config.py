@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Union
 
 import yaml
@@ -371,6 +371,11 @@ def _cross_checks(cfg: DRNNConfig) -> list[str]:
         _activation(act, "model.activations", errors)
     _per_layer(m.dropout, m.layers, "model.dropout", errors)
     errors.extend(_fixed_map_checks(cfg))
+    net = PurePosixPath(cfg.solver.net)
+    if net.is_absolute() or ".." in net.parts or not net.name.endswith(".prototxt"):
+        # the solver is written beside the net: its `net` names that file, nothing else
+        errors.append(f"solver.net: must be a .prototxt file name beside the solver (like net.prototxt), "
+                      f"got {short_repr(cfg.solver.net)}")
     if m.fnn is not None:
         _per_layer(m.fnn.widths, m.fnn.layers, "model.fnn.widths", errors)
         for act in _per_layer(m.fnn.activations, m.fnn.layers, "model.fnn.activations", errors):

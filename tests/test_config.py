@@ -35,6 +35,8 @@ CASES = {
     "unknown_cell": ("model:\n  cell: lstm\n", "model.cell: unknown cell 'lstm' (one of: drnn, gru)"),
     "tied_widths_differ": ("model:\n  layers: 2\n  widths: [16, 8]\n  tied: true\n",
                            "model.tied: needs widths[l-1] == widths[0]"),
+    "solver_net_absolute": ("solver:\n  net: /etc/passwd\n", "solver.net: must be a .prototxt file name beside"),
+    "solver_net_up": ("solver:\n  net: ../net.prototxt\n", "solver.net: must be a .prototxt file name beside"),
     "repeat_map_too_big": ("model:\n  repeat: true\ndata:\n  pages: 200000\n  items: 1000\n",
                            "model.repeat: the fixed page→item map R is (M+1)×N = 200001×1000"),
 }
