@@ -568,3 +568,31 @@ def test_a_number_option_out_of_bounds_is_one_line(case: str, tmp_path: Path, lo
     before = _snapshot(tmp_path)
     _one_error_line(_run(*filled), fragment)
     assert _snapshot(tmp_path) == before
+
+
+# --- hostile logs -------------------------------------------------------------------------------
+
+_DEEP = '{"session": 1, "events": ' + "[" * 5000 + "]" * 5000 + "}\n"
+_LONG_ID = '{"session": ' + "9" * 5000 + ', "events": [{"aid": 1, "ts": 1, "type": "clicks"}]}\n'
+_WIDE_ID = '{"session": ' + "9" * 25 + ', "events": [{"aid": 1, "ts": 1, "type": "clicks"}]}\n'
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    (_DEEP, "nested too deeply, or a number too long"),
+    (_LONG_ID, "nested too deeply, or a number too long"),
+    (_WIDE_ID, "expected an object with an integer 'session'"),
+])
+def test_a_hostile_otto_line_is_one_line(tmp_path: Path, text: str, fragment: str) -> None:
+    log = tmp_path / "s.jsonl"
+    log.write_text(text)
+    line = _one_error_line(_run("prepare", str(log), "--format", "otto", "-o", str(tmp_path / "out")), fragment)
+    assert line.startswith(f"error: {log}:1: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_yoochoose_log_with_a_bom_is_read(tmp_path: Path) -> None:
+    clicks, buys = tmp_path / "clicks.dat", tmp_path / "buys.dat"
+    clicks.write_bytes(b"\xef\xbb\xbf1,2014-04-07T10:51:09.277Z,214536502,0\n1,2014-04-07T10:52:09.277Z,214536503,0\n")
+    buys.write_bytes(b"\xef\xbb\xbf1,2014-04-07T10:53:09.277Z,214536503,1,1\n")
+    result = _run("prepare", str(clicks), "--buys", str(buys), "--format", "yoochoose", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output

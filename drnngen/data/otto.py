@@ -127,6 +127,8 @@ def _parse_line(raw: bytes, line: int, source: str) -> EventChunk:
         record = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{where}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from exc
+    except (RecursionError, ValueError):  # nesting deeper than Python's stack, a number of thousands of digits
+        raise UserError(f"{where}: not an OTTO session (nested too deeply, or a number too long)") from None
     if not isinstance(record, dict) or not _is_int(record.get("session")):
         raise UserError(f"{where}: expected an object with an integer 'session'")
     events = record.get("events")
@@ -151,7 +153,8 @@ def _event(event: Any, k: int, where: str) -> tuple[int, int, int]:
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer that fits the int64 columns the events are kept in."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _empty() -> EventChunk:

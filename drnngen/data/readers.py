@@ -144,12 +144,17 @@ class _Collector:
         )
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def _chunks(path: Path, spec: LogSpec, digest: Digest, skip_header: bool) -> Iterator[tuple[int, Chunk]]:
     """Chunks of `path` (header line dropped) with the number of the last line read so far."""
     seen = False
     for chunk in iter_chunks(path, spec.chunk_bytes, digest):
         seen = True
         last_line = chunk.last_line
+        if chunk.first_line == 1 and chunk.data.startswith(UTF8_BOM):  # editors on Windows write one
+            chunk = Chunk(chunk.data[len(UTF8_BOM):], 1, chunk.lines)
         if skip_header and chunk.first_line == 1:
             cut = chunk.data.index(b"\n") + 1
             chunk = Chunk(chunk.data[cut:], 2, chunk.lines - 1)
