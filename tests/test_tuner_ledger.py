@@ -285,3 +285,31 @@ def test_a_damaged_ledger_is_one_line(tmp_path: Path, dataset: Path, command: li
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and "not a complete ledger" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_full_disk_while_creating_the_ledger_leaves_no_ledger(
+    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import drnngen.tuner.ledger as ledger_module
+    from drnngen.errors import UserError
+    from tests.tuner_support import params
+
+    real_connect = sqlite3.connect
+
+    class Full:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def executescript(self, script: str) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        def close(self) -> None:
+            self.db.close()
+
+    monkeypatch.setattr(ledger_module.sqlite3, "connect", lambda *a, **k: Full(real_connect(*a, **k)))
+    with pytest.raises(UserError, match=r"cannot create the ledger .*database or disk is full.*nothing was written"):
+        tune(tmp_path / "r", params(dataset), Resources(), trainer=FakeTrainer())
+    assert [p.name for p in (tmp_path / "r").iterdir() if "ledger" in p.name] == []
+    monkeypatch.setattr(ledger_module.sqlite3, "connect", real_connect)
+    summary = tune(tmp_path / "r", params(dataset, generations=0), Resources(), trainer=FakeTrainer())
+    assert summary.best is not None  # the same folder takes a new run: nothing half-made stands in the way

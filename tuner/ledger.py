@@ -13,7 +13,9 @@ so a resumed run ends where the uninterrupted one would have.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -125,14 +127,26 @@ class Ledger:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from None
-        ledger = cls(_connect(path), path)
-        ledger._db.executescript(SCHEMA)  # idempotent; executescript commits on its own
-        with ledger._transaction() as db:
-            meta = {"schema_version": SCHEMA_VERSION, "params": params, "status": RunStatus.RUNNING.value,
-                    "created_at": time.time()}
-            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                           [(k, json.dumps(v)) for k, v in meta.items()])
-        return ledger
+        # Built complete under a temporary name, then renamed into place: a full disk
+        # or a read-only folder leaves no ledger at all (never a 0-byte one that neither
+        # a new run nor --resume can get past).
+        meta = {"schema_version": SCHEMA_VERSION, "params": params, "status": RunStatus.RUNNING.value,
+                "created_at": time.time()}
+        fd, name = _temp_beside(path)
+        os.close(fd)
+        try:
+            db = sqlite3.connect(name, isolation_level=None)
+            try:
+                db.executescript(SCHEMA)
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                               [(k, json.dumps(v)) for k, v in meta.items()])
+            finally:
+                db.close()
+            os.replace(name, path)
+        except (OSError, sqlite3.Error) as exc:
+            Path(name).unlink(missing_ok=True)
+            raise UserError(f"{run_dir}: cannot create the ledger ({exc}); nothing was written") from None
+        return cls(_connect(path), path)
 
     @classmethod
     def open(cls, run_dir: Path) -> Ledger:
@@ -342,6 +356,13 @@ def _outcome(row: Sequence[Any]) -> Outcome:
     status, fit, acc, loss, metrics, iterations, solver_s, wall_s, error, model, best_it, reason, vals, note = row
     return Outcome(status, fit, acc, loss, json.loads(metrics), iterations, solver_s, wall_s, error, model,
                    best_it, reason, tuple(json.loads(vals or "[]")), note)
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    try:
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise UserError(f"{path.parent}: cannot create the ledger ({exc.strerror}); nothing was written") from None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
