@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from drnngen.codegen.config import DRNNConfig
@@ -46,7 +47,7 @@ def check_files(cfg: DRNNConfig, files: dict[str, str]) -> list[str]:
     ]
 
 
-def write(files: dict[str, str], out_dir: Path) -> list[Path]:
+def write(files: Mapping[str, str | bytes], out_dir: Path) -> list[Path]:
     """Write the files into out_dir as one change: every file goes to a temporary
     file first, and only when all are written are they renamed into place. A full
     disk or a read-only folder is a one-line UserError that leaves out_dir as it
@@ -60,8 +61,8 @@ def write(files: dict[str, str], out_dir: Path) -> list[Path]:
         for name, text in files.items():
             fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
             staged.append((tmp, out_dir / name))
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(text if isinstance(text, bytes) else text.encode("utf-8"))
             os.chmod(tmp, 0o666 & ~_UMASK)
     except OSError as exc:
         for tmp, _ in staged:

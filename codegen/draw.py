@@ -13,6 +13,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+from drnngen.codegen.build import write
 from drnngen.codegen.config import DRNNConfig
 from drnngen.codegen.graph import Layer, NetGraph, build_graph
 from drnngen.errors import EnvironmentProblem, UserError
@@ -87,6 +88,9 @@ def _shared_edges(layers: list[Layer]) -> list[str]:
     return edges
 
 
+DOT_TIMEOUT_S = 120
+
+
 def render_picture(cfg: DRNNConfig, output: Path) -> None:
     """Write the picture; the suffix of `output` picks the format."""
     suffix = output.suffix.lower()
@@ -94,12 +98,18 @@ def render_picture(cfg: DRNNConfig, output: Path) -> None:
         raise UserError(f"{output}: unknown picture format {suffix or '(none)'} (use {', '.join(FORMATS)})")
     dot_text = to_dot(build_graph(cfg))
     if suffix == ".dot":
-        output.write_text(dot_text, encoding="utf-8")
+        write({output.name: dot_text}, output.parent)
         return
     dot = shutil.which("dot")
     if dot is None:
         raise EnvironmentProblem("Graphviz `dot` not found; install it (make system-deps) or write a .dot file")
-    result = subprocess.run([dot, f"-T{suffix[1:]}", "-o", str(output)], input=dot_text.encode(),
-                            capture_output=True, check=False)
+    try:
+        # dot writes to stdout, not the file: a failure or a full disk leaves no partial picture
+        result = subprocess.run([dot, f"-T{suffix[1:]}"], input=dot_text.encode(), capture_output=True,
+                                check=False, timeout=DOT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # run() kills the child: none is left behind
+        raise UserError(f"{output}: Graphviz took over {DOT_TIMEOUT_S} s on this net "
+                        f"({cfg.model.states} states); draw fewer states, or write a .dot file") from None
     if result.returncode != 0:
         raise UserError(f"dot failed: {result.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    write({output.name: result.stdout}, output.parent)

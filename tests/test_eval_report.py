@@ -6,6 +6,9 @@ import random
 import struct
 from pathlib import Path
 
+import pytest
+
+from drnngen.errors import UserError
 from drnngen.evaluation.caffe_log import TrainingCurve
 from drnngen.evaluation.report import PLOTS, CandidateView, Member, RunHistory, markdown_summary, write_report
 
@@ -87,3 +90,24 @@ def test_report_of_a_run_without_finished_candidates(tmp_path: Path) -> None:
     assert "No candidate finished training." in (tmp_path / "report.md").read_text()
     for name in PLOTS.values():
         assert _png_size(tmp_path / name)[0] >= 400
+
+
+def test_a_full_disk_leaves_the_old_report_and_no_partial_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    write_report(_history(), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_fdopen, calls = os.fdopen, []
+
+    def filling(fd: int, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append(fd)
+        if len(calls) == 3:
+            os.close(fd)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "fdopen", filling)
+    with pytest.raises(UserError, match="No space left on device.*nothing was changed"):
+        write_report(_history(seed=9), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -12,6 +12,7 @@ validation split (accuracy: top-1 share; loss: softmax cross-entropy in nats).
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections import Counter
@@ -25,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from drnngen.codegen.build import write
 from drnngen.evaluation.caffe_log import TrainingCurve
 
 PLOTS = {
@@ -73,7 +75,6 @@ class RunHistory:
 
 def write_report(history: RunHistory, out: Path) -> list[Path]:
     """All PNGs and ``report.md`` into ``out``; returns the files written."""
-    out.mkdir(parents=True, exist_ok=True)
     drawers = {
         "fitness": plot_fitness,
         "accuracy_loss": plot_accuracy_loss,
@@ -81,16 +82,16 @@ def write_report(history: RunHistory, out: Path) -> list[Path]:
         "genes": plot_gene_frequencies,
         "curve": plot_training_curve,
     }
-    written = []
+    files: dict[str, str | bytes] = {}
     for key, draw in drawers.items():
         figure = draw(history)
-        path = out / PLOTS[key]
         FigureCanvasAgg(figure)  # attach the Agg canvas: savefig then needs no pyplot
-        figure.savefig(path, dpi=_DPI, bbox_inches="tight")
-        written.append(path)
-    summary = out / "report.md"
-    summary.write_text(markdown_summary(history))
-    return [*written, summary]
+        png = io.BytesIO()
+        figure.savefig(png, format="png", dpi=_DPI, bbox_inches="tight")
+        files[PLOTS[key]] = png.getvalue()
+    files["report.md"] = markdown_summary(history)
+    # all files staged, then renamed: a full disk leaves the old report, no 0-byte PNG
+    return write(files, out)
 
 
 # --- figures ------------------------------------------------------------------------------
