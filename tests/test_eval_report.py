@@ -108,6 +108,6 @@ def test_a_full_disk_leaves_the_old_report_and_no_partial_png(tmp_path: Path, mo
         return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr(os, "fdopen", filling)
-    with pytest.raises(UserError, match="No space left on device.*nothing was changed"):
+    with pytest.raises(UserError, match=r"No space left on device.*nothing was changed"):
         write_report(_history(seed=9), tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
