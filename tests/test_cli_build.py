@@ -12,6 +12,7 @@ from drnngen.cli import cli
 from drnngen.codegen import render
 from drnngen.codegen.build import generate
 from drnngen.codegen.config import load_config
+from tests.fault_support import fill_disk_at
 from tests.golden_tool import EXAMPLES, GOLDEN
 
 SMALL = EXAMPLES / "small.yaml"
@@ -70,23 +71,11 @@ def test_one_character_template_change_breaks_golden(tmp_path: Path, monkeypatch
 
 def test_a_full_disk_changes_nothing_and_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC while writing the second file: the old files stay, no temporary file is left."""
-    import errno
-    import os
-
     out = tmp_path / "out"
     first = CliRunner().invoke(cli, ["build", str(EXAMPLES / "small.yaml"), "-o", str(out)])
     assert first.exit_code == 0, first.output
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real_fdopen, calls = os.fdopen, []
-
-    def filling(fd: int, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        calls.append(fd)
-        if len(calls) == 2:
-            os.close(fd)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
-
-    monkeypatch.setattr(os, "fdopen", filling)
+    fill_disk_at(monkeypatch, 2)
     result = CliRunner().invoke(cli, ["build", str(EXAMPLES / "paper.yaml"), "-o", str(out)])
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and result.output.count("\n") == 1

@@ -11,6 +11,7 @@ import pytest
 from drnngen.errors import UserError
 from drnngen.evaluation.caffe_log import TrainingCurve
 from drnngen.evaluation.report import PLOTS, CandidateView, Member, RunHistory, markdown_summary, write_report
+from tests.fault_support import fill_disk_at
 
 
 def _history(seed: int = 5, generations: int = 4, size: int = 6) -> RunHistory:
@@ -93,21 +94,9 @@ def test_report_of_a_run_without_finished_candidates(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_leaves_the_old_report_and_no_partial_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-    import os
-
     write_report(_history(), tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    real_fdopen, calls = os.fdopen, []
-
-    def filling(fd: int, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        calls.append(fd)
-        if len(calls) == 3:
-            os.close(fd)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
-
-    monkeypatch.setattr(os, "fdopen", filling)
+    fill_disk_at(monkeypatch, 3)
     with pytest.raises(UserError, match=r"No space left on device.*nothing was changed"):
         write_report(_history(seed=9), tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
