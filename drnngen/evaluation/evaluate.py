@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from drnngen.codegen.itemmap import page_item
 from drnngen.data.manifest import Manifest, load_manifest
 from drnngen.errors import UserError
 from drnngen.evaluation.baselines import SKNN_K, SKNN_SAMPLE, IntArray
@@ -67,17 +68,11 @@ def page_item_map(manifest: Manifest) -> IntArray:
     Pages and items are both raw item ids of the log (a page view is a view of
     the item's page), so a page id and a class meet in their raw id.
     """
-    class_of = {_key(key): index for index, key in enumerate(manifest.item_keys())}
     keys = manifest.page_keys()
     if len(keys) != manifest.pages + 1:
         raise UserError(f"{manifest.root}: the page id map has {len(keys) - 2} ids, the manifest says "
                         f"M={manifest.pages} (M counts the OOV id)")
-    return np.array([-1 if key is None else class_of.get(_key(key), -1) for key in keys], dtype=np.int64)
-
-
-def _key(raw: Any) -> str:
-    # JSON keeps a log's ids as numbers or strings; compare them as text.
-    return str(raw)
+    return np.array(page_item(keys, manifest.item_keys()), dtype=np.int64)
 
 
 def _runner_scores(deploy: Path, weights: Path, sources: Path, blob: str) -> npt.NDArray[Any]:
