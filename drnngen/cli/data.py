@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from drnngen.cli.params import finite
+from drnngen.cli.params import count_or_all, finite
 from drnngen.data.manifest import MAX_WINDOW
 from drnngen.data.prepare import DEFAULT_FILE_BYTES, DEFAULT_MEMORY_BUDGET, PrepareOptions, prepare
 from drnngen.data.readers import CSV_ROLES, DEFAULT_PURCHASE_VALUES, FORMATS, TIME_UNITS, LogSpec, guess_format
@@ -22,6 +22,7 @@ from drnngen.data.synth import (
     SynthOptions,
     synthesize,
 )
+from drnngen.data.windows import DEFAULT_HISTORY_K, DEFAULT_USER_ITEMS_K, DENSE, SampleLayout
 from drnngen.errors import UserError
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20, "mb": 10**6,
@@ -98,9 +99,19 @@ def parse_split(text: str) -> tuple[float, float, float]:
               help="Dataset folder to create.")
 @click.option("--window", type=click.IntRange(1, MAX_WINDOW), default=4, show_default=True,
               help="Window w whose HDF5 files are written now (others are derived on demand).")
-@click.option("--max-pages", type=click.IntRange(2), default=2000, show_default=True,
-              help="M: page vocabulary, the out-of-vocabulary id included (Embed input_dim is M+1).")
-@click.option("--max-items", type=click.IntRange(1), default=1000, show_default=True, help="N: item classes.")
+@click.option("--max-pages", type=count_or_all(2), default="all", show_default=True,
+              help="M: page vocabulary, the out-of-vocabulary id included (Embed input_dim is M+1); "
+              "all: every page viewed in the train split.")
+@click.option("--max-items", type=count_or_all(1), default="all", show_default=True,
+              help="N: item classes; all: every item of the train split's targets.")
+@click.option("--history-k", type=click.IntRange(1), default=DEFAULT_HISTORY_K, show_default=True,
+              help="K: the history keeps the K (page id, weight) pairs of largest weight, renormalised "
+              "(the manifest records the mass dropped).")
+@click.option("--user-items-k", type=click.IntRange(1), default=DEFAULT_USER_ITEMS_K, show_default=True,
+              help="U: the FNN input keeps the user's U latest distinct earlier purchases (class ids, padded with N).")
+@click.option("--dense-history", is_flag=True,
+              help="The dense layout: an (M+1)-wide history row and an N-wide user-items row per sample "
+              "(what drnngen wrote before the sparse layout).")
 @click.option("--dwell-cap", type=finite(min=0, min_open=True), default=1800.0, show_default=True,
               help="Cap on a dwell time, seconds (a longer gap means the user left).")
 @click.option("--split", "split_text", default="0.6,0.2,0.2", show_default=True,
@@ -110,8 +121,8 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--file-size", default="256MiB", show_default=True,
               help="Bound on one HDF5 file's rows, uncompressed (Caffe's HDF5Data loads a whole file at a time).")
 @click.option("--compress/--no-compress", default=True, show_default=True,
-              help="Compress the wide, mostly-zero history and user_items datasets (HDF5's gzip filter, "
-              "which Caffe reads).")
+              help="With --dense-history: compress the wide, mostly-zero history and user_items datasets "
+              "(HDF5's gzip filter, which Caffe reads).")
 @click.option("--columns", help="csv: ROLE=COLUMN pairs for session, item, time and optionally user, type.")
 @click.option("--delimiter", help="csv/gru4rec: field separator (default ',' / tab).")
 @click.option("--time-unit", type=click.Choice(TIME_UNITS), help="csv/gru4rec: time column in s, ms or ISO 8601.")
@@ -121,7 +132,8 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def prepare_command(
     log: Path, log_format: str, buys: Path | None, users: Path | None, target: str, output: Path, window: int,
-    max_pages: int, max_items: int, dwell_cap: float, split_text: str, memory_budget: str, file_size: str,
+    max_pages: int | None, max_items: int | None, history_k: int, user_items_k: int, dense_history: bool,
+    dwell_cap: float, split_text: str, memory_budget: str, file_size: str,
     compress: bool, columns: str | None, delimiter: str | None, time_unit: str | None, purchase_values: str,
     force: bool, quiet: bool,
 ) -> None:
@@ -143,6 +155,7 @@ def prepare_command(
         window=window,
         file_bytes=parse_size(file_size, "--file-size") or DEFAULT_FILE_BYTES,
         compress=compress,
+        layout=DENSE if dense_history else SampleLayout(history_k, user_items_k),
         memory_budget=parse_size(memory_budget, "--memory-budget") or DEFAULT_MEMORY_BUDGET,
         force=force,
     )

@@ -25,3 +25,19 @@ def finite(min: float | None = None, max: float | None = None, min_open: bool = 
            max_open: bool = False) -> FiniteFloat:
     """A finite float in the range (both bounds optional, as click.FloatRange)."""
     return FiniteFloat(min, max, min_open=min_open, max_open=max_open)
+
+
+class CountOrAll(click.IntRange):
+    """A whole number of at least `min`, or `all` (None: no cap)."""
+
+    name = "count or all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+            return None
+        return super().convert(value, param, ctx)
+
+
+def count_or_all(min: int) -> CountOrAll:
+    """An integer option >= `min` that also takes `all`."""
+    return CountOrAll(min)

@@ -25,7 +25,7 @@ from typing import Any
 from drnngen import __version__
 from drnngen.data.sessions import OOV_PAGE, PAD_PAGE, SPLITS, Dataset, DwellScale
 from drnngen.data.store import STORE_FILE, load_store
-from drnngen.data.windows import INDEX_FILE, WindowFiles, check_budget, write_window
+from drnngen.data.windows import DENSE, INDEX_FILE, SampleLayout, WindowFiles, check_budget, write_window
 from drnngen.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
@@ -59,6 +59,7 @@ class Manifest:
     memory_budget: int
     store_sha256: str
     data: Mapping[str, Any] = field(repr=False, compare=False)
+    layout: SampleLayout = DENSE  # dense unless the manifest names a sparse layout
 
     @property
     def embed_input_dim(self) -> int:
@@ -80,6 +81,10 @@ class Manifest:
                     self._derive(window, folder, progress)
         return _list_files(folder)
 
+    def window_files(self, window: int) -> WindowFiles:
+        """How this dataset's rows for `window` are built (`windows.build_rows`'s spec)."""
+        return WindowFiles(window, self.pages, self.items, self.dwell, self.file_bytes, self.compress, self.layout)
+
     def page_keys(self) -> list[Any]:
         """Raw page id of every page id (index = id; None for padding and OOV)."""
         return [None, None, *self._ids(PAGE_IDS_FILE)]
@@ -97,7 +102,7 @@ class Manifest:
 
     def _derive(self, window: int, folder: Path, progress: Progress) -> None:
         total = sum(self.samples.values())
-        check_budget(total, window, self.pages, self.items, self.memory_budget)
+        check_budget(total, window, self.pages, self.items, self.memory_budget, self.layout)
         store = self.root / STORE_FILE
         if file_sha256(store) != self.store_sha256:
             raise UserError(f"{store}: does not match {MANIFEST_FILE} (changed since prepare?); prepare again")
@@ -109,8 +114,7 @@ class Manifest:
             raise UserError(f"{self.root}: cannot write the window-{window} files ({exc.strerror})") from exc
         try:
             splits, user_items = load_store(store)
-            spec = WindowFiles(window, self.pages, self.items, self.dwell, self.file_bytes, self.compress)
-            index = write_window(splits, user_items, tmp, spec, progress)
+            index = write_window(splits, user_items, tmp, self.window_files(window), progress)
             for name in SPLITS:
                 _write_list(tmp / f"{name}.txt", [folder / f for f in index["files"][name]])
             os.rename(tmp, folder)
@@ -201,9 +205,12 @@ def manifest_dict(
     sources: list[dict[str, Any]],
     hashes: dict[str, str],
     parameters: dict[str, Any],
+    sample_layout: SampleLayout = DENSE,
 ) -> dict[str, Any]:
-    """The content of `manifest.json` for a freshly built dataset."""
+    """The content of `manifest.json` for a freshly built dataset (a dense one has no
+    `layout` key, as before the sparse layout existed)."""
     samples = {name: split.samples for name, split in dataset.splits.items()}
+    extra = {"layout": sample_layout.manifest_entry()} if sample_layout.sparse else {}
     return {
         "format_version": FORMAT_VERSION,
         "created_by": f"drnngen {__version__}",
@@ -230,6 +237,7 @@ def manifest_dict(
         "hashes": hashes,
         "sources": sources,
         "parameters": parameters,
+        **extra,
     }
 
 
@@ -268,6 +276,10 @@ def _parse(data: dict[str, Any], root: Path, file: Path) -> Manifest:
         return value
 
     dwell, params, hashes = get("dwell", dict), get("parameters", dict), get("hashes", dict)
+    try:
+        sample_layout = SampleLayout.from_manifest(data.get("layout"))
+    except (ValueError, UserError) as exc:
+        raise UserError(f"{file}: key 'layout': {exc}") from None
     return Manifest(
         root=root,
         format=get("format", str),
@@ -285,4 +297,5 @@ def _parse(data: dict[str, Any], root: Path, file: Path) -> Manifest:
         memory_budget=get("memory_budget", int, params, minimum=1),
         store_sha256=get(STORE_FILE, str, hashes),
         data=data,
+        layout=sample_layout,
     )

@@ -29,7 +29,7 @@ from drnngen.data.output import check_output, dataset_problem, swap_into_place, 
 from drnngen.data.readers import LogSpec, read_log
 from drnngen.data.sessions import OOV_PAGE, BuildOptions, Dataset, build_dataset
 from drnngen.data.store import STORE_FILE, save_store
-from drnngen.data.windows import check_budget
+from drnngen.data.windows import INDEX_FILE, SPARSE, SampleLayout, check_budget
 from drnngen.errors import UserError
 
 Progress = Callable[[str], None]
@@ -45,7 +45,8 @@ class PrepareOptions:
     build: BuildOptions = field(default_factory=BuildOptions)
     window: int = 4  # the window materialised right away (paper: 4 states)
     file_bytes: int = DEFAULT_FILE_BYTES  # bound on one HDF5 file's dense rows (HDF5Data loads a whole file)
-    compress: bool = True  # gzip the wide, sparse history and user_items datasets
+    compress: bool = True  # gzip the dense layout's wide, sparse history and user_items datasets
+    layout: SampleLayout = SPARSE  # K (page, weight) pairs and U item ids; DENSE: `--dense-history`
     memory_budget: int = DEFAULT_MEMORY_BUDGET  # bound on one window's HDF5 data
     force: bool = False  # replace an existing output folder
 
@@ -74,13 +75,14 @@ def prepare(spec: LogSpec, options: PrepareOptions, output: Path, progress: Prog
     del log
     clock.lap("sessions")
     total = sum(split.samples for split in dataset.splits.values())
-    check_budget(total, options.window, dataset.pages, dataset.items, options.memory_budget)
+    check_budget(total, options.window, dataset.pages, dataset.items, options.memory_budget, options.layout)
     _warn_empty(dataset, progress)
     tmp = temp_folder(output)
     try:
         _write(dataset, spec, options, tmp, (events, files))
         clock.lap("store")
         load_manifest(tmp).sources(options.window, progress)  # the window's files, before the swap
+        _record_dropped(tmp, options)
         clock.lap("window")
         check_output(output, options.force, _KIND, dataset_problem, inputs)  # again: minutes have passed
         swap_into_place(tmp, output)
@@ -112,6 +114,17 @@ def _warn_empty(dataset: Dataset, progress: Progress) -> None:
             progress(f"warning: the {name} split has no samples; Caffe cannot read an empty {name}.txt")
 
 
+def _record_dropped(folder: Path, options: PrepareOptions) -> None:
+    """Copy what the sparse layout dropped at prepare's window into the manifest (other
+    windows keep theirs in w<w>/index.json)."""
+    if not options.layout.sparse:
+        return
+    index = json.loads((folder / f"w{options.window}" / INDEX_FILE).read_text())
+    content = json.loads((folder / MANIFEST_FILE).read_text())
+    content["layout"]["dropped"] = {"window": options.window, **index["dropped"]}
+    _write_json(folder / MANIFEST_FILE, content)
+
+
 def _write(
     dataset: Dataset, spec: LogSpec, options: PrepareOptions, folder: Path, read: tuple[int, list[dict[str, Any]]]
 ) -> None:
@@ -126,6 +139,8 @@ def _write(
         "window": options.window,
         "file_bytes": options.file_bytes,
         "compress": options.compress,
+        **({"history_k": options.layout.history_k, "user_items_k": options.layout.user_items_k}
+           if options.layout.sparse else {}),
         "memory_budget": options.memory_budget,
         "columns": dict(spec.columns),
         "delimiter": spec.delimiter,
@@ -133,7 +148,8 @@ def _write(
         "purchase_values": list(spec.purchase_values),
     }
     content = manifest_dict(dataset, log_format=spec.format, target=options.build.target,
-                            window=options.window, sources=sources, hashes=hashes, parameters=parameters)
+                            window=options.window, sources=sources, hashes=hashes, parameters=parameters,
+                            sample_layout=options.layout)
     content["counts"] = {**content["counts"], "events_read": events}
     _write_json(folder / MANIFEST_FILE, content)
 

@@ -45,8 +45,8 @@ class BuildOptions:
     """How samples are made from sessions (the `drnngen prepare` options)."""
 
     target: str = "purchase"
-    max_pages: int = 2000  # M, the OOV slot included
-    max_items: int = 1000  # N
+    max_pages: int | None = None  # M, the OOV slot included; None: every page of the train split
+    max_items: int | None = None  # N; None: every item bought (or viewed) in the train split
     dwell_cap: float = 1800.0  # seconds; a longer gap means the user left
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
 
@@ -54,8 +54,8 @@ class BuildOptions:
         """Raise a one-line UserError on impossible values."""
         if self.target not in TARGETS:
             raise UserError(f"--target must be one of {', '.join(TARGETS)}, not {self.target!r}")
-        if self.max_pages < 1 or self.max_items < 1:
-            raise UserError("--max-pages and --max-items must be at least 1")
+        if (self.max_pages is not None and self.max_pages < 1) or (self.max_items is not None and self.max_items < 1):
+            raise UserError("--max-pages and --max-items must be at least 1 (or all)")
         if not self.dwell_cap > 0:
             raise UserError("--dwell-cap must be a positive number of seconds")
         if len(self.split) != 3 or min(self.split) < 0 or not abs(sum(self.split) - 1) < 1e-6 or self.split[0] == 0:
@@ -178,7 +178,8 @@ class _Vocabulary:
         codes, keys = dense_codes(log.item)
         if not (is_view & train).any():
             raise UserError(f"{_inputs(log)}: the train split has no page views; the log is too small to split")
-        page_codes, page_of = _vocabulary(codes[is_view & train], len(keys), options.max_pages - 1,
+        kept_pages = None if options.max_pages is None else options.max_pages - 1
+        page_codes, page_of = _vocabulary(codes[is_view & train], len(keys), kept_pages,
                                           base=OOV_PAGE + 1, missing=OOV_PAGE)  # the OOV id is one of the M
         targets = (log.kind == PURCHASE) if options.target == "purchase" else is_view
         if not (targets & train).any():
@@ -263,9 +264,9 @@ def _cut_sessions(log: EventLog, split: tuple[float, float, float]) -> _Sessions
     return _Sessions(first, stop, block, np.searchsorted(cuts, rank, side="right"), rank)
 
 
-def _vocabulary(codes: Ints, n_codes: int, limit: int, base: int, missing: int) -> tuple[Ints, Ints]:
-    """The `limit` most frequent codes (most frequent first; ties: smaller id first) and a
-    table code → base + rank, `missing` for codes not kept."""
+def _vocabulary(codes: Ints, n_codes: int, limit: int | None, base: int, missing: int) -> tuple[Ints, Ints]:
+    """The `limit` most frequent codes (every code seen when None; most frequent first,
+    ties: smaller id first) and a table code → base + rank, `missing` for codes not kept."""
     counts = np.bincount(codes, minlength=n_codes)
     seen = np.flatnonzero(counts)
     kept = seen[np.lexsort((seen, -counts[seen]))][:limit]
