@@ -139,6 +139,13 @@ class DataConfig:
     train_samples: int | None = field(
         default=None, metadata=_doc("training rows, to turn epochs into iterations (default: one batch)", min=1)
     )
+    history_k: int = field(
+        default=0, metadata=_doc("sparse history: K (page id, weight) pairs per sample (HDF5 history_ids, "
+                                 "history_weights); 0 = the dense (M+1)-wide `history` row. Filled from the dataset",
+                                 min=0))
+    user_items_k: int = field(
+        default=0, metadata=_doc("sparse user items: U class ids per sample, padded with N (HDF5 user_items "
+                                 "[n, 1, U]); 0 = the dense N-wide multi-hot. Filled from the dataset", min=0))
     train_source: str = field(default="data/train.txt", metadata=_doc("HDF5 list file of the TRAIN phase"))
     test_source: str = field(default="data/val.txt", metadata=_doc("HDF5 list file of the TEST phase"))
     batch_size: int = field(default=9000, metadata=_doc("TRAIN batch (Table I: 9000)", min=1))
@@ -213,6 +220,8 @@ _CAPS: dict[str, int] = {
     "model.fnn.layers": MAX_LAYERS,
     "model.widths": MAX_WIDTH,
     "model.fnn.widths": MAX_WIDTH,
+    "data.history_k": MAX_WIDTH,
+    "data.user_items_k": MAX_WIDTH,
 }
 _INT64_KEYS = ("solver.random_seed",)  # Caffe's int64 random_seed
 _PER_LAYER_KEYS = ("model.widths", "model.activations", "model.dropout", "model.fnn.widths",

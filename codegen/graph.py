@@ -64,7 +64,7 @@ def input_tops(cfg: DRNNConfig) -> tuple[str, ...]:
     w = cfg.model.states
     tops = [f"page_{t}" for t in range(w)] + [f"dwell_{t}" for t in range(w)]
     if cfg.model.history:
-        tops.append("history")
+        tops += ["history_ids", "history_weights"] if cfg.data.history_k else ["history"]
     if cfg.model.fnn is not None:
         tops.append("user_items")
     return (*tops, "label")
@@ -80,6 +80,10 @@ def input_shapes(cfg: DRNNConfig, batch: int) -> dict[str, tuple[int, ...]]:
             shapes[top] = (batch, 1)
         elif top == "history":
             shapes[top] = (batch, cfg.data.pages + 1)
+        elif top.startswith("history_"):
+            shapes[top] = (batch, 1, cfg.data.history_k)  # [n, 1, K]: Embed then yields [n, 1, K, E], 4-D
+        elif cfg.data.user_items_k:
+            shapes[top] = (batch, 1, cfg.data.user_items_k)
         else:
             shapes[top] = (batch, cfg.data.items)
     return shapes
@@ -157,6 +161,10 @@ def _comment(cfg: DRNNConfig) -> str:
         f"fnn={'on' if m.fnn is not None else 'off'} M={cfg.data.pages} N={cfg.data.items}"
     )
     # options beyond the paper are named only when on, so the paper's nets read as before
+    if m.history and cfg.data.history_k:
+        text += f" history_k={cfg.data.history_k}"
+    if m.fnn is not None and cfg.data.user_items_k:
+        text += f" user_items_k={cfg.data.user_items_k}"
     if m.cell == GRU:
         text += " cell=gru"
     if any(dropouts(cfg)):
@@ -437,11 +445,20 @@ def _accuracy(cfg: DRNNConfig) -> list[Layer]:
 
 def _history(cfg: DRNNConfig) -> list[Layer]:
     """a_i(-1): the same update without a W term, fed by V̄ through the page
-    vectors `emb` (InnerProduct transpose over the dense history row). With the
-    GRU cell: the cell's update from h = 0 over the same input."""
+    vectors `emb` (InnerProduct transpose over the dense history row, or the
+    weighted sum of the K sparse pairs' rows of `emb`). With the GRU cell: the
+    cell's update from h = 0 over the same input."""
     layers: list[Layer] = []
+    sparse = cfg.data.history_k > 0
+    if sparse:
+        layers.append(_power("hist_wk", "history_weights", cfg.data.history_k, 0.0))
     for i in range(cfg.model.layers):
-        if i == 0:
+        if i == 0 and sparse:
+            pooled = _weighted_rows(cfg, "hist_pages", ("history_ids", "hist_wk", cfg.data.history_k),
+                                    ("emb", cfg.data.pages + 1, widths(cfg)[0]))
+            layers += pooled
+            term = _bias(cfg, "hist_emb", pooled[-1].tops[0], "b0")
+        elif i == 0:
             term = _inner_product(cfg, "hist_emb", "history", widths(cfg)[0], "emb", "b0", transpose=True)
         else:
             term = _inner_product(cfg, f"hist_z{i}", _output(cfg, "hist", i - 1), widths(cfg)[i], f"Z{i}", f"b{i}")
@@ -449,10 +466,46 @@ def _history(cfg: DRNNConfig) -> list[Layer]:
             layers += _gru(cfg, "hist", i, [term] if i == 0 else [], None)
         else:
             layers += _neuron(cfg, "hist", i, [term], None)
-    if cfg.model.repeat:  # V̄ R: the older pages' dwell shares, summed per item class
+    if cfg.model.repeat and sparse:  # V̄ R = Σ_k w_k R[id_k]
+        layers += _weighted_rows(cfg, "hist_reppages", ("history_ids", "hist_wk", cfg.data.history_k),
+                                 (REPEAT_MAP, cfg.data.pages + 1, cfg.data.items), top="hist_repmap")
+    elif cfg.model.repeat:  # V̄ R: the older pages' dwell shares, summed per item class
         layers.append(_inner_product(cfg, "hist_repmap", "history", cfg.data.items, REPEAT_MAP, None,
                                      transpose=True))
     return layers
+
+
+def _weighted_rows(cfg: DRNNConfig, name: str, pairs: tuple[str, str, int], table: tuple[str, int, int],
+                   top: str | None = None) -> list[Layer]:
+    """Σ_k weights[k] · table[ids[k]] per sample, [n, width], from ids and weights of
+    shape [n, 1, K] (MODEL.md section 4.1): an Embed over the shared `table`
+    ([n, 1, K, width]), a Scale by the weights in place, an average Pooling over the K
+    rows (the weights come in multiplied by K, so the average is the sum), a Reshape.
+    `top` names the last blob (default `{name}_flat`)."""
+    ids, weights, k = pairs
+    param, rows, width = table
+    fixed = param == REPEAT_MAP
+    embed = Layer(name, "Embed", (ids,), (name,), params=(Param(param, *(FIXED if fixed else WEIGHT)),),
+                  settings={"embed_param": {"num_output": width, "input_dim": rows, "bias_term": False,
+                                            "weight_filler": _FIXED_FILLER if fixed else _weight_filler(cfg)}})
+    scale = Layer(f"{name}_w", "Scale", (name, weights), (name,), settings={"scale_param": {"axis": 0}})
+    pool = Layer(f"{name}_sum", "Pooling", (name,), (f"{name}_sum",),
+                 settings={"pooling_param": {"pool": "AVE", "kernel_h": k, "kernel_w": 1}})
+    flat = top or f"{name}_flat"
+    reshape = Layer(flat, "Reshape", (pool.tops[0],), (flat,), settings={"reshape_param": {"shape": {"dim": [0, -1]}}})
+    return [embed, scale, pool, reshape]
+
+
+def _power(name: str, bottom: str, scale: float, shift: float) -> Layer:
+    """scale · bottom + shift (Caffe's Power with power 1)."""
+    return Layer(name, "Power", (bottom,), (name,),
+                 settings={"power_param": {"power": 1.0, "scale": float(scale), "shift": float(shift)}})
+
+
+def _bias(cfg: DRNNConfig, name: str, bottom: str, param: str) -> Layer:
+    """bottom + b, b shared under `param` (the [width] bias of an InnerProduct)."""
+    return Layer(name, "Bias", (bottom,), (name,), params=(Param(param, *BIAS),),
+                 settings={"bias_param": {"filler": {"type": "constant", "value": cfg.model.bias_value}}})
 
 
 # --- the FNN for collaborative filtering --------------------------------------
@@ -463,8 +516,23 @@ def _fnn(cfg: DRNNConfig) -> list[Layer]:
     bottom = "user_items"
     for j, (width, kind) in enumerate(fnn_layers(cfg.model.fnn)):
         top = f"fnn_h{j}"
-        ip = _inner_product(cfg, top, bottom, width, f"fnn{j}", f"fnn{j}_b")
+        if j == 0 and cfg.data.user_items_k:
+            layers += _user_item_rows(cfg, width)
+            ip = _bias(cfg, top, "fnn_items_flat", "fnn0_b")
+        else:
+            ip = _inner_product(cfg, top, bottom, width, f"fnn{j}", f"fnn{j}_b")
         layers += [ip, _activation(kind, f"{top}_act", top, f"fnn_P{j}")]
         bottom = top
     layers.append(_inner_product(cfg, "fnn_score", bottom, cfg.data.items, "fnn_out", "fnn_out_b"))
     return layers
+
+
+def _user_item_rows(cfg: DRNNConfig, width: int) -> list[Layer]:
+    """F_0 user_items from the sparse ids (padded with N): a mask U·[id < N] from a
+    Threshold at N − ½ (1 at padding) and a Power (U − U·pad), then the weighted sum of
+    the ids' rows of `fnn0` ([N+1, E_f]; row N, the padding's, is masked out)."""
+    n, u = cfg.data.items, cfg.data.user_items_k
+    pad = Layer("fnn_pad", "Threshold", ("user_items",), ("fnn_pad",),
+                settings={"threshold_param": {"threshold": n - 0.5}})
+    mask = _power("fnn_mask", "fnn_pad", -u, u)
+    return [pad, mask, *_weighted_rows(cfg, "fnn_items", ("user_items", "fnn_mask", u), ("fnn0", n + 1, width))]

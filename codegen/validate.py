@@ -21,7 +21,8 @@ from drnngen.codegen import schema
 Shape = tuple[int, ...]
 PHASES = ("TRAIN", "TEST")
 # Shape-preserving one-bottom types; `Power` is the GRU cell's 1 − z (MODEL.md section 18).
-ELEMENTWISE = {"ReLU", "Sigmoid", "TanH", "ELU", "Softmax", "PReLU", "Dropout", "Power"}
+# `Threshold` marks the sparse user items' padding (section 6.1).
+ELEMENTWISE = {"ReLU", "Sigmoid", "TanH", "ELU", "Softmax", "PReLU", "Dropout", "Power", "Threshold"}
 
 
 @dataclass
@@ -179,10 +180,16 @@ def _eltwise(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inf
 
 
 def _scale(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
-    """A learned scale over bottom[0]'s axes [axis, axis + num_axes) (num_axes 0: a scalar)."""
-    if len(bottoms) != 1:
-        raise ValueError("Scale with a second bottom is outside the layer subset drnngen emits")
+    """A learned scale over bottom[0]'s axes [axis, axis + num_axes) (num_axes 0: a scalar),
+    or bottom[1] as the scale: its shape must be bottom[0]'s from `axis` on (no param)."""
     p, shape = layer.scale_param, bottoms[0]
+    if len(bottoms) == 2:
+        axis = p.axis % len(shape) if shape else 0
+        if shape[axis:axis + len(bottoms[1])] != bottoms[1] or p.bias_term:
+            raise ValueError(f"scale bottom {list(bottoms[1])} does not match {list(shape)} from axis {p.axis}")
+        return [shape], []
+    if len(bottoms) != 1:
+        raise ValueError("Scale takes one or two bottoms")
     if not -len(shape) <= p.axis < max(len(shape), 1):
         raise ValueError(f"scale axis {p.axis} out of range for bottom shape {list(shape)}")
     axis = p.axis % len(shape) if shape else 0
@@ -191,6 +198,40 @@ def _scale(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Infer
         raise ValueError(f"scale num_axes {p.num_axes} from axis {p.axis} exceeds bottom shape {list(shape)}")
     blob: Shape = shape[axis:end]
     return [shape], [blob] + ([blob] if p.bias_term else [])
+
+
+def _bias(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
+    """A learned bias over bottom[0]'s axes [axis, axis + num_axes)."""
+    p, shape = layer.bias_param, bottoms[0]
+    if len(bottoms) != 1 or not 0 <= p.axis < len(shape):
+        raise ValueError(f"Bias needs one bottom and an axis within {list(shape)}")
+    end = len(shape) if p.num_axes == -1 else p.axis + p.num_axes
+    return [shape], [shape[p.axis:end]]
+
+
+def _pooling(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
+    """Average/max pooling of a 4-D bottom with a kernel_h × kernel_w window, stride 1, no pad."""
+    p, shape = layer.pooling_param, bottoms[0]
+    if len(shape) != 4 or p.kernel_size or p.pad or p.stride != 1 or p.global_pooling:
+        raise ValueError("Pooling outside the subset drnngen emits (4-D, kernel_h/kernel_w, stride 1, no pad)")
+    height, width = shape[2] - p.kernel_h + 1, shape[3] - p.kernel_w + 1
+    if height < 1 or width < 1:
+        raise ValueError(f"kernel {p.kernel_h}x{p.kernel_w} exceeds the bottom {list(shape)}")
+    return [(shape[0], shape[1], height, width)], []
+
+
+def _reshape(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
+    """Caffe's Reshape: 0 copies a bottom axis, one -1 takes what is left."""
+    dims, shape = list(layer.reshape_param.shape.dim), bottoms[0]
+    if layer.reshape_param.axis or layer.reshape_param.num_axes != -1 or dims.count(-1) > 1:
+        raise ValueError("Reshape outside the subset drnngen emits (whole shape, at most one -1)")
+    out = [shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    if -1 in out:
+        known = math.prod(d for d in out if d != -1)
+        out[out.index(-1)] = math.prod(shape) // known if known else 0
+    if math.prod(out) != math.prod(shape):
+        raise ValueError(f"cannot reshape {list(shape)} to {dims}")
+    return [tuple(int(d) for d in out)], []
 
 
 def _elementwise(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
@@ -216,6 +257,9 @@ _INFER: dict[str, Callable[[Any, list[Shape], Mapping[str, Shape]], Inferred]] =
     "InnerProduct": _inner_product,
     "Eltwise": _eltwise,
     "Scale": _scale,
+    "Bias": _bias,
+    "Pooling": _pooling,
+    "Reshape": _reshape,
     "SoftmaxWithLoss": _scored,
     "Accuracy": _scored,
     **{kind: _elementwise for kind in ELEMENTWISE},

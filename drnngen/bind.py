@@ -1,7 +1,7 @@
 """Binding a net config to a prepared dataset (the manifest written by `drnngen prepare`).
 
-The config's `data` section then carries the dataset's M, N, training-row
-count and the absolute HDF5 list files for the config's window w (derived
+The config's `data` section then carries the dataset's M, N, sample layout
+(sparse K and U, or dense), training-row count and the absolute HDF5 list files for the config's window w (derived
 once per w and cached by the dataset).
 
 A net with the repeat path or tied embeddings (`model.repeat`, `model.tied`)
@@ -46,6 +46,8 @@ def bind_dataset(cfg: DRNNConfig, dataset: str | Path | None = None) -> DRNNConf
         pages=manifest.pages,
         items=manifest.items,
         train_samples=manifest.train_samples,
+        history_k=manifest.layout.history_k,  # 0 for a dense dataset: the (M+1)-wide row
+        user_items_k=manifest.layout.user_items_k,
         train_source=str(sources["train"]),
         test_source=str(sources["val"]),
     )

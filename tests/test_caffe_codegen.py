@@ -11,6 +11,10 @@
    embeddings), trained from the fixed page→item map's weights file, and
    GRU4Rec's cell (`model.cell: gru`, section 18) through its own NumPy
    implementation.
+5. The sparse sample layout (history as K (page, weight) pairs, user items as
+   class ids) computes what the dense one does: on one log prepared both ways,
+   with K covering every page, the sparse net's forward equals the dense net's
+   to 1e-5 under the same weights, and MODEL.md's equations.
 """
 
 from __future__ import annotations
@@ -68,8 +72,16 @@ def dataset(cfg: DRNNConfig, rows: int, rng: np.random.Generator) -> dict[str, n
             weights = rng.random(shape) * (rng.random(shape) < 0.2)
             totals = weights.sum(axis=1, keepdims=True)
             values = np.divide(weights, totals, out=np.zeros(shape), where=totals > 0)
+        elif top == "user_items" and cfg.data.user_items_k:  # class ids, N pads
+            values = np.where(rng.random(shape) < 0.5, rng.integers(0, n, size=shape), n)
         elif top == "user_items":
             values = rng.random(shape) < 0.3
+        elif top == "history_ids":
+            values = rng.integers(0, m + 1, size=shape)
+        elif top == "history_weights":
+            weights = rng.random(shape) * (rng.random(shape) < 0.5)
+            totals = weights.sum(axis=2, keepdims=True)
+            values = np.divide(weights, totals, out=np.zeros(shape), where=totals > 0)
         else:  # dwell_t
             values = rng.random(shape)
         columns[top] = values.astype(np.float32)
@@ -145,6 +157,8 @@ def random_configs(count: int, seed: int) -> list[DRNNConfig]:
         data = {"pages": rng.randint(1, 200), "items": rng.randint(3, 30),
                 "batch_size": rng.randint(1, 6), "test_batch_size": rng.randint(1, 6),
                 "deploy_batch_size": rng.randint(1, 3)}
+        if rng.random() < 0.5:  # the sparse layout (MODEL.md section 11)
+            data.update(history_k=rng.randint(1, 6), user_items_k=rng.randint(1, 4))
         configs.append(parse_config({"name": f"r{len(configs)}", "model": model, "data": data}))
     return configs
 
@@ -168,6 +182,7 @@ def test_examples_and_random_configs_load_in_caffe(tmp_path: Path,
     named += [(cfg.name, cfg) for cfg in random_configs(60, seed=3)]
     assert any(cfg.model.repeat for _, cfg in named) and any(cfg.model.tied for _, cfg in named)
     assert {cfg.model.cell for _, cfg in named} == {"drnn", "gru"}
+    assert any(cfg.data.history_k and cfg.model.history and cfg.model.fnn for _, cfg in named)
     items: list[NetLoad] = []
     for index, (name, cfg) in enumerate(named):
         folder = materialize(cfg, tmp_path / f"{index:02d}-{name}", seed=index)
@@ -619,3 +634,102 @@ def test_numpy_check_catches_a_miswired_gru(miswiring: str, trained_gru: Callabl
     broken.write_text(rewire((folder / NET).read_text(), *change))
     inputs, caffe_out = caffe_forward(folder, broken, model, cfg, install)
     assert gru_worst(cfg, caffe_out, inputs, classes) > 1e-3
+
+
+# --- 5: the sparse layout computes what the dense one does -----------------------------------
+
+SPARSE_VARIANTS = {  # TINY with: the paper's net + FNN; every option; GRU4Rec's cell
+    "paper": {}, "all": OPTIONS["all"], "gru": GRU_VARIANTS["gru"],
+}
+
+
+@pytest.fixture(scope="module")
+def both_layouts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One synthetic log (with users: the FNN's input) prepared dense and sparse, K and U
+    large enough to keep every page and item of every row."""
+    from drnngen.data.prepare import PrepareOptions, prepare
+    from drnngen.data.sessions import BuildOptions
+    from drnngen.data.windows import DENSE, SampleLayout
+    from tests.data_support import quiet, synth_log, yoochoose_spec
+
+    root = tmp_path_factory.mktemp("layouts")
+    spec = yoochoose_spec(synth_log(root / "log", sessions=600, seed=7, items=40, categories=4))
+    build = BuildOptions(max_pages=30, max_items=7)
+    folders = []
+    for name, layout in (("dense", DENSE), ("sparse", SampleLayout(31, 7))):
+        prepare(spec, PrepareOptions(build=build, window=3, layout=layout), root / name, quiet)
+        folders.append(root / name)
+    return folders[0], folders[1]
+
+
+def dense_view(cfg: DRNNConfig, x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sparse inputs as the dense rows they stand for: V̄ from the (id, weight) pairs, the
+    multi-hot from the class ids (N pads)."""
+    dense = dict(x)
+    if "history_ids" in x:
+        ids, weights = x["history_ids"][:, 0].astype(int), x["history_weights"][:, 0]
+        history = np.zeros((len(ids), cfg.data.pages + 1))
+        np.add.at(history, (np.arange(len(ids))[:, None].repeat(ids.shape[1], 1), ids), weights)
+        dense["history"] = history
+    if cfg.data.user_items_k and "user_items" in x:
+        ids = x["user_items"][:, 0].astype(int)
+        hot = np.zeros((len(ids), cfg.data.items + 1))
+        hot[np.arange(len(ids))[:, None].repeat(ids.shape[1], 1), ids] = 1.0
+        dense["user_items"] = hot[:, :-1]
+    return dense
+
+
+def sparse_weights(dense: Mapping[str, np.ndarray], sparse_net: str, target: Path) -> Path:
+    """A weights file (Caffe's HDF5 layout) giving every parameter of the sparse net the
+    dense net's value of the same shared name; fnn0, an InnerProduct weight [E_f, N]
+    there, is the Embed table [N+1, E_f] here, its row N (the padding's) set to 0.7: the
+    net's mask must cancel it."""
+    with h5py.File(target, "w") as out:
+        for name, slots in declared_params(sparse_net).items():
+            value = dense[name]
+            if name == "fnn0":
+                value = np.vstack([value.T, np.full((1, value.shape[0]), 0.7)])
+            for slot in slots:
+                layer, index = slot.split("/")
+                out.require_group(f"data/{layer}").create_dataset(index, data=value.astype(np.float32))
+    return target
+
+
+@pytest.mark.parametrize("variant", sorted(SPARSE_VARIANTS))
+def test_sparse_forward_equals_dense(variant: str, both_layouts: tuple[Path, Path], tmp_path: Path,
+                                     install: CaffeInstall) -> None:
+    from drnngen.bind import bind_dataset, repeat_weights
+
+    model = {**cast(dict[str, Any], TINY["model"]), **SPARSE_VARIANTS[variant]}
+    raw = {**TINY, "name": f"tiny_{variant}", "model": model}
+    dense_cfg, sparse_cfg = (bind_dataset(parse_config(raw), folder) for folder in both_layouts)
+    assert (dense_cfg.data.history_k, sparse_cfg.data.history_k, sparse_cfg.data.user_items_k) == (0, 31, 7)
+    w = dense_cfg.model.states
+    dense_dir, sparse_dir = tmp_path / "dense", tmp_path / "sparse"
+    write(generate(dense_cfg), dense_dir)
+    write(generate(sparse_cfg), sparse_dir)
+    fixed = repeat_weights(dense_cfg)
+    trained = train(TrainJob(workdir=dense_dir, iterations=5, loss_blob=f"s{w - 1}_loss", init_weights=fixed,
+                             snapshot=Path("dense.caffemodel")), install)
+    assert trained.ok and trained.caffemodel is not None, trained.error
+    _, dense_out = caffe_forward(dense_dir, dense_dir / NET, trained.caffemodel, dense_cfg, install)
+    weights = sparse_weights(dense_out, (sparse_dir / NET).read_text(), tmp_path / "sparse.caffemodel.h5")
+    inputs, sparse_out = caffe_forward(sparse_dir, sparse_dir / NET, weights, sparse_cfg, install)
+    as_dense = dense_view(sparse_cfg, inputs)
+    # the same rows, and rows that exercise both inputs (so the comparison can fail)
+    np.testing.assert_allclose(as_dense["history"], dense_out["history"], atol=1e-6)
+    np.testing.assert_array_equal(as_dense["user_items"], dense_out["user_items"])
+    assert (dense_out["history"] > 0).any(axis=1).mean() > 0.2 and dense_out["user_items"].any()
+    worst = 0.0
+    for t in range(w):
+        np.testing.assert_allclose(sparse_out[f"s{t}_score"], dense_out[f"s{t}_score"], rtol=1e-5, atol=1e-5,
+                                   err_msg=f"state {t} scores")
+        worst = max(worst, float(np.abs(sparse_out[f"s{t}_score"] - dense_out[f"s{t}_score"]).max()))
+    if variant != "gru":  # and both are MODEL.md's equations (the GRU's own check is section 18's)
+        classes = None
+        if fixed is not None:
+            classes = np.array([-1 if not row.any() else int(row.argmax()) for row in dense_out["repeat_map"]])
+        params = {**sparse_out, "fnn0": sparse_out["fnn0"][:-1].T}  # the Embed table as F_0 [E_f, N]
+        for t, (scores, _) in enumerate(numpy_of(sparse_cfg, params, as_dense, classes)):
+            np.testing.assert_allclose(sparse_out[f"s{t}_score"], scores, rtol=1e-5, atol=1e-5)
+    print(f"{variant}: max |sparse - dense| = {worst:.2e}")

@@ -153,8 +153,10 @@ def test_repeat_weights_from_a_dataset(dataset: Path) -> None:
     assert target is not None and target.parent == manifest.root and target.name.endswith(".caffemodel.h5")
     classes = dataset_page_items(manifest)
     assert sum(c != NO_ITEM for c in classes) > 0
+    # the dataset has the sparse layout: R's owner is the Embed over the history ids
+    assert manifest.layout.sparse and fixed_map_layers(cfg)[0].name == "hist_reppages"
     with h5py.File(target, "r") as weights:
-        np.testing.assert_array_equal(weights["data/hist_repmap/0"][...], fixed_map(classes, manifest.items))
+        np.testing.assert_array_equal(weights["data/hist_reppages/0"][...], fixed_map(classes, manifest.items))
     stamp = target.stat().st_mtime_ns
     assert repeat_weights(cfg, dataset) == target and target.stat().st_mtime_ns == stamp  # reused
     other = bind_dataset(parse_config({"model": {"states": 2, "layers": 1, "shortcut": 0, "widths": 8,
@@ -183,7 +185,7 @@ def test_caffe_loads_r_from_the_dataset_file(dataset: Path, tmp_path: Path) -> N
     (tmp_path / NET).write_text(files[NET])
     result = forward(tmp_path / NET, "test", ["s1_score"], weights=target, with_params=True, install=install)
     expected = fixed_map(dataset_page_items(load_manifest(dataset)), cfg.data.items)
-    holders = {"hist_repmap": 0, "s0_repmap": 0, "s1_repmap": 0, "s0_out0": 0, "s1_out0": 0}
+    holders = {"hist_reppages": 0, "s0_repmap": 0, "s1_repmap": 0, "s0_out0": 0, "s1_out0": 0}
     for layer, index in holders.items():
         np.testing.assert_array_equal(result.params[layer][index], expected, err_msg=layer)
 

@@ -3,13 +3,15 @@
 The reference below is written from the spec (README `## Data`, shared MODEL.md) in plain
 Python over the events — dicts, lists, loops — sharing no code with drnngen.data, and
 the HDF5 rows must match it exactly (ids, labels, multi-hot) or to float32 precision
-(dwell, history).
+(dwell, history), in the dense layout and in the sparse one (K largest history pairs,
+renormalised; the U latest distinct earlier purchases), with K and U small enough to cut.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import json
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 
 from drnngen.data.sessions import BuildOptions
+from drnngen.data.windows import DENSE, SampleLayout
 from tests.data_support import read_split, run_prepare, synth_log, yoochoose_spec
 
 CAP = 600.0  # small, so that the synthetic log's long breaks are capped
@@ -98,7 +101,11 @@ def reference(folder: Path, target: str, max_pages: int, max_items: int, window:
         events = sessions[s]
         indexed = [(k, e) for k, e in enumerate(events) if e["kind"] == 0]
         start = events[0]["time"]
-        history_classes = sorted({c for t, c in bought.get(users.get(s, ""), []) if t < start})
+        earlier = [(t, c) for t, c in bought.get(users.get(s, ""), []) if t < start]
+        latest: dict[int, tuple[float, int]] = {}  # each class's latest purchase (sessions overlap in time)
+        for order, (t, c) in enumerate(sorted(earlier, key=lambda tc: tc[0])):
+            latest[c] = max(latest.get(c, (-math.inf, -1)), (t, order))
+        history_classes = sorted(latest, key=lambda c: (-latest[c][0], -latest[c][1]))  # latest first
         for prefix, label in _candidates(events, indexed, target, class_of):
             rows[split_of[s]].append(_row(s, prefix, label, page_id, theta, (lo, hi), window, history_classes))
     return {"rows": rows, "pages": len(page_id) + 1, "items": len(class_of), "page_keys": list(page_id),
@@ -146,19 +153,23 @@ def _row(
             "label": label}
 
 
-def _compare(got: dict[str, np.ndarray], expected: list[dict[str, Any]], window: int, shape: tuple[int, int]) -> None:
+def _compare(got: dict[str, np.ndarray], expected: list[dict[str, Any]], window: int, shape: tuple[int, int],
+             layout: SampleLayout) -> float:
+    """Assert the rows; returns the history mass the sparse layout dropped."""
     pages, items = shape
     assert len(got.get("label", [])) == len(expected)
     if not expected:
-        return
-    assert got["history"].shape == (len(expected), pages + 1)
-    assert got["user_items"].shape == (len(expected), items)
+        return 0.0
     for t in range(window):
         assert got[f"page_{t}"].shape == (len(expected),)
         assert got[f"dwell_{t}"].shape == (len(expected), 1)
         np.testing.assert_array_equal(got[f"page_{t}"], [row["pages"][t] for row in expected])
         np.testing.assert_allclose(got[f"dwell_{t}"][:, 0], [row["dwell"][t] for row in expected], atol=1e-6)
     np.testing.assert_array_equal(got["label"], [row["label"] for row in expected])
+    if layout.sparse:
+        return _compare_sparse(got, expected, items, layout)
+    assert got["history"].shape == (len(expected), pages + 1)
+    assert got["user_items"].shape == (len(expected), items)
     history = np.zeros((len(expected), pages + 1))
     user_items = np.zeros((len(expected), items))
     for i, row in enumerate(expected):
@@ -170,6 +181,28 @@ def _compare(got: dict[str, np.ndarray], expected: list[dict[str, Any]], window:
     sums = got["history"].sum(axis=1)
     assert np.all((np.abs(sums - 1) < 1e-5) | (sums == 0))
     assert not got["history"][:, 0].any()
+    return 0.0
+
+
+def _compare_sparse(got: dict[str, np.ndarray], expected: list[dict[str, Any]], items: int,
+                    layout: SampleLayout) -> float:
+    k, u = layout.history_k, layout.user_items_k
+    assert got["history_ids"].shape == got["history_weights"].shape == (len(expected), 1, k)
+    assert got["user_items"].shape == (len(expected), 1, u)
+    dropped = 0.0
+    for i, row in enumerate(expected):
+        ids, weights = got["history_ids"][i, 0].astype(int), got["history_weights"][i, 0]
+        ranked = sorted(row["history"].items(), key=lambda pw: (-pw[1], pw[0]))
+        kept, cut = ranked[:k], ranked[k:]
+        assert list(ids[: len(kept)]) == [page for page, _ in kept]  # largest first, ties: smaller id
+        assert not ids[len(kept):].any() and not weights[len(kept):].any()  # padding: (0, 0)
+        mass = sum(weight for _, weight in kept)
+        np.testing.assert_allclose(weights[: len(kept)], [w / mass for _, w in kept], atol=1e-6)
+        dropped += sum(weight for _, weight in cut)
+        classes = got["user_items"][i, 0].astype(int)
+        shown = row["users"][:u]
+        assert list(classes[: len(shown)]) == shown and (classes[len(shown):] == items).all()
+    return dropped
 
 
 @pytest.fixture(scope="module")
@@ -177,22 +210,35 @@ def log_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth_log(tmp_path_factory.mktemp("roundtrip") / "log", sessions=400, seed=11, items=300, categories=12)
 
 
+LAYOUTS = {"dense": DENSE, "sparse": SampleLayout(3, 2)}  # K and U small: rows get cut
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize(("target", "max_pages", "max_items"), [("purchase", 60, 25), ("next-item", 80, 40)])
 def test_hdf5_rows_match_a_hand_rebuild(log_folder: Path, tmp_path: Path, target: str, max_pages: int,
-                                        max_items: int) -> None:
+                                        max_items: int, layout: str) -> None:
     expected_by_window = {w: reference(log_folder, target, max_pages, max_items, w) for w in (1, 3)}
     build = BuildOptions(target=target, max_pages=max_pages, max_items=max_items, dwell_cap=CAP)
     # a tiny file bound: every split spans several HDF5 files, read back through the list files
-    report = run_prepare(yoochoose_spec(log_folder), tmp_path / "data", build=build, window=3, file_bytes=8_000)
+    report = run_prepare(yoochoose_spec(log_folder), tmp_path / "data", build=build, window=3,
+                         file_bytes=8_000 if layout == "dense" else 800, layout=LAYOUTS[layout])
     manifest = report.manifest
+    assert manifest.layout == LAYOUTS[layout]
     for window, expected in expected_by_window.items():
         assert (manifest.pages, manifest.items) == (expected["pages"], expected["items"])
         assert manifest.page_keys()[2:] == expected["page_keys"]
         assert manifest.item_keys() == expected["item_keys"]
         sources = manifest.sources(window)
+        index = json.loads((sources["train"].parent / "index.json").read_text())
         for split, rows in expected["rows"].items():
             assert manifest.samples[split] == len(rows)
-            _compare(read_split(sources[split]), rows, window, (manifest.pages, manifest.items))
+            dropped = _compare(read_split(sources[split]), rows, window, (manifest.pages, manifest.items),
+                               LAYOUTS[layout])
+            if layout == "sparse":  # the index (and for prepare's window the manifest) records the cut
+                recorded = index["dropped"][split]
+                assert recorded["history_mass_mean"] * len(rows) == pytest.approx(dropped, abs=1e-6)
+                if window == 3:
+                    assert manifest.data["layout"]["dropped"][split] == recorded
     assert len(report.sources["train"].read_text().splitlines()) > 1
 
 
@@ -203,3 +249,5 @@ def test_the_reference_exercises_the_edge_cases(log_folder: Path) -> None:
     assert any(1 in r["pages"] for r in rows)  # out-of-vocabulary page
     assert any(r["history"] for r in rows) and any(not r["history"] for r in rows)
     assert any(r["users"] for r in rows) and any(not r["users"] for r in rows)
+    # the sparse layout's cuts happen: more older pages than K = 3, more classes than U = 2
+    assert any(len(r["history"]) > 3 for r in rows) and any(len(r["users"]) > 2 for r in rows)

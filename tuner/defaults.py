@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from drnngen.codegen.config import DRNNConfig, parse_config
+from drnngen.errors import UserError
 from drnngen.tuner.space import IntRange, SearchSpace
 
 # A repeat path / tied output holds a fixed (M+1) x N page->item map in the net.
@@ -21,16 +22,53 @@ REPEAT_MAP_LIMIT = 256 * 2**20  # bytes of that map (float32) the defaults allow
 DEFAULT_EPOCHS = 30.0  # the per-candidate budget when neither --iters nor --epochs is given
 DEFAULT_PATIENCE = 3  # validation points without improvement before a training stops
 DEFAULT_VALIDATE_EVERY = 1.0  # epochs between validation points
+DEFAULT_MEMORY_BUDGET = 4 << 30  # bytes one training's nets may hold (`tune --memory-budget`)
+TEST_BATCH = 2048  # the TEST net's batch, unless the budget asks for less
+# The largest net of the default space (`default_space`): the memory estimate's worst case.
+_MAX_STATES, _MAX_WIDTH = 6, 256
 
 
-def batch_for(train_samples: int) -> int:
+def batch_for(train_samples: int, row_bytes: int = 0, budget: int | None = None) -> int:
     """A power of two near 1/64 of the train split, within [32, 512]: enough
-    iterations per epoch for Adam, few enough for a CPU."""
+    iterations per epoch for Adam, few enough for a CPU; then halved (down to 1)
+    while `batch × row_bytes` (the TRAIN net's bytes per sample, `net_row_bytes`)
+    exceeds `budget`."""
     target = max(1, train_samples // 64)
     size = 32
     while size * 2 <= min(target, 512):
         size *= 2
+    return _within(size, row_bytes, budget)
+
+
+def _within(size: int, row_bytes: int, budget: int | None) -> int:
+    if budget is None or row_bytes <= 0:
+        return size
+    while size > 1 and size * row_bytes > budget:
+        size //= 2
+    if size * row_bytes > budget:
+        raise UserError(f"one sample of the default net needs about {row_bytes / 2**20:,.1f} MiB (its score "
+                        f"blobs are batch × N per state), over the {budget / 2**20:,.0f} MiB --memory-budget; "
+                        "raise --memory-budget, or prepare with a smaller --max-items")
     return size
+
+
+def net_row_bytes(pages: int, items: int, history_k: int, repeat: bool, *, states: int = _MAX_STATES,
+                  width: int = _MAX_WIDTH, train: bool = True) -> int:
+    """Bytes per sample of the default space's largest net (docs/MODEL.md section 11.1).
+
+    Per state: the top and shortcut projections, the score sum and the softmax's
+    probabilities, each N wide, and with the repeat path the state's page map plus one
+    term per lag up to it: (5 + t + 1)·N. The history: V̄ R (N; the sparse route first
+    holds K·N), and the page rows (sparse: 3·K·E_0; dense: the M+1 wide input row).
+    Hidden layers are small beside N. TRAIN keeps a gradient beside every blob (×2).
+    """
+    scores = sum(4 + (t + 2 if repeat else 0) for t in range(states)) * items
+    if history_k:
+        history = 3 * history_k * width + ((history_k + 1) * items if repeat else 0)
+    else:
+        history = pages + 1 + (items if repeat else 0)
+    hidden = 12 * states * width
+    return 4 * ((2 if train else 1) * (scores + hidden) + history)
 
 
 def repeat_fits(pages: int, items: int) -> bool:
@@ -38,8 +76,11 @@ def repeat_fits(pages: int, items: int) -> bool:
     return (pages + 1) * items * 4 <= REPEAT_MAP_LIMIT
 
 
-def default_base(pages: int, items: int, train_samples: int, target: str) -> DRNNConfig:
-    """The base config for a dataset of M `pages`, N `items` and `train_samples` rows."""
+def default_base(pages: int, items: int, train_samples: int, target: str, *, history_k: int = 0,
+                 memory_budget: int | None = DEFAULT_MEMORY_BUDGET) -> DRNNConfig:
+    """The base config for a dataset of M `pages`, N `items` and `train_samples` rows
+    (sparse history of K `history_k` pairs, or 0: dense), its TRAIN and TEST batches
+    sized so that the largest net of the default space fits `memory_budget` (half each)."""
     model: dict[str, Any] = {"top_k": min(20, items), "widths": 128, "layers": 2, "shortcut": 1,
                              "activations": "ReLU"}
     if repeat_fits(pages, items):
@@ -47,10 +88,14 @@ def default_base(pages: int, items: int, train_samples: int, target: str) -> DRN
         # moved only to 1.6-1.8 by the best snapshot on the shop log of `make quality`
         # (test MRR@20 0.655 there; 0.754 with these two settings, same net and seed).
         model.update(repeat=True, repeat_init=5.0, repeat_lr_mult=10.0)
+    repeat = bool(model.get("repeat"))
+    half = None if memory_budget is None else memory_budget // 2
+    batch = batch_for(train_samples, net_row_bytes(pages, items, history_k, repeat), half)
+    test_batch = _within(TEST_BATCH, net_row_bytes(pages, items, history_k, repeat, train=False), half)
     return parse_config({
         "name": "drnn",
         "model": model,
-        "data": {"batch_size": batch_for(train_samples), "test_batch_size": 2048},
+        "data": {"batch_size": batch, "test_batch_size": test_batch},
         "solver": {"type": "Adam", "base_lr": 0.002, "lr_policy": "fixed", "momentum": 0.9,
                    "weight_decay": 0.0, "display": 0},
     })

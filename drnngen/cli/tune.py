@@ -17,6 +17,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from drnngen.cli.data import parse_size
 from drnngen.cli.params import finite
 from drnngen.codegen.config import INT32_MAX, DRNNConfig, load_config, to_mapping
 from drnngen.data.manifest import load_manifest
@@ -30,7 +31,7 @@ from drnngen.tuner.gentune import STRATEGIES
 from drnngen.tuner.space import SearchSpace, load_space, space_mapping
 
 # Options that decide a run's result: fixed at its start, refused with --resume.
-_RESULT_OPTIONS = ("config", "space", "data", "population", "iters", "epochs", "pc", "pm", "strategy",
+_RESULT_OPTIONS = ("config", "space", "data", "memory_budget", "population", "iters", "epochs", "pc", "pm", "strategy",
                    "mode", "seed", "timeout", "time_budget", "validate_every", "patience", "nan_retry", "train_minutes")
 UNBOUNDED_GENERATIONS = 1_000_000  # with --time-budget and no --generations: until the budget is spent
 _PATH = click.Path(path_type=Path)
@@ -61,6 +62,10 @@ def _require_local_caffe(mode: str) -> None:
               help="Search space YAML (see examples/space.yaml). Default: small nets with lr, dropout "
                    "and the repeat path as genes (drnngen.tuner.defaults).")
 @click.option("--data", type=_PATH, help="Prepared dataset folder (`drnngen prepare`).")
+@click.option("--memory-budget", default="4GiB", show_default=True,
+              help="Without --config: the default base config's TRAIN and TEST batches are chosen so that the "
+                   "space's largest net holds at most this much (half each; the score blobs are batch × N per "
+                   "state).")
 @click.option("--generations", type=click.IntRange(0),
               help="GA generations N after the initial population (with --resume: extend to N) "
                    "[default: 10; with --time-budget: until the budget is spent].")
@@ -207,7 +212,9 @@ def _base_and_space(options: dict[str, Any]) -> tuple[DRNNConfig, SearchSpace]:
     space = load_space(options["space"]) if options["space"] else None
     if base is None or space is None:
         m = load_manifest(Path(options["data"]))
-        base = base or default_base(m.pages, m.items, m.train_samples, m.target)
+        budget = parse_size(options["memory_budget"], "--memory-budget")
+        base = base or default_base(m.pages, m.items, m.train_samples, m.target, history_k=m.layout.history_k,
+                                    memory_budget=budget)
         space = space or default_space(m.pages, m.items, m.target)
     return base, space
 

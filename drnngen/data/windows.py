@@ -99,7 +99,8 @@ class SampleLayout:
             return DENSE
         if not isinstance(entry, dict) or entry.get("history") != "sparse":
             raise ValueError(f"unknown layout {entry!r}")
-        k, u = entry.get("history_k"), entry.get("user_items_k")
+        k: Any = entry.get("history_k")
+        u: Any = entry.get("user_items_k")
         if not (_count(k) and _count(u)):
             raise ValueError(f"layout needs history_k and user_items_k >= 1, not {k!r} and {u!r}")
         return cls(int(k), int(u))

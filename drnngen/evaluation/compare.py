@@ -168,7 +168,7 @@ def _read_file(path: Path) -> Sessions:
                 raise UserError(f"{path}: no page_0 … page_{{w-1}} / label datasets (not a prepared split?)")
             pages = np.stack([np.asarray(f[key]).reshape(-1) for _, key in names], axis=1)
             labels = np.asarray(f["label"]).reshape(-1)
-            rows, older = _older_pages(f["history"]) if "history" in f else (np.zeros(0), np.zeros(0))
+            rows, older = _older_pages(f)
     except OSError as exc:
         raise UserError(f"{path}: cannot read HDF5 ({exc})") from exc
     if np.any(pages != np.round(pages)) or np.any(labels != np.round(labels)):
@@ -176,7 +176,18 @@ def _read_file(path: Path) -> Sessions:
     return Sessions(pages.astype(np.int64), labels.astype(np.int64), rows.astype(np.int64), older.astype(np.int64))
 
 
-def _older_pages(history: Any) -> tuple[IntArray, IntArray]:
+def _older_pages(f: Any) -> tuple[IntArray, IntArray]:
+    """(row, page) of every page older than the window, rows then pages ascending: the
+    non-zero columns of the dense `history`, or the sparse layout's weighted ids."""
+    if "history_ids" in f:
+        weights = np.asarray(f["history_weights"]).reshape(len(f["history_weights"]), -1)
+        ids = np.asarray(f["history_ids"]).reshape(weights.shape)
+        r, k = np.nonzero(weights > 0)
+        order = np.lexsort((ids[r, k], r))
+        return r[order].astype(np.int64), ids[r, k][order].astype(np.int64)
+    if "history" not in f:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    history = f["history"]
     rows: list[IntArray] = []
     pages: list[IntArray] = []
     for start in range(0, history.shape[0], _HISTORY_ROWS):
