@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from drnngen.data.manifest import load_manifest
+from drnngen.data.windows import DENSE
 from tests.data_support import read_split, run_prepare, synth_log, yoochoose_spec
 
 
@@ -17,7 +18,8 @@ from tests.data_support import read_split, run_prepare, synth_log, yoochoose_spe
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("cache")
     log = synth_log(base / "log", sessions=300)
-    return run_prepare(yoochoose_spec(log), base / "data", window=4, file_bytes=50_000).manifest.root
+    # the dense layout: its wide rows are what the cache's compression and file bounds are for
+    return run_prepare(yoochoose_spec(log), base / "data", window=4, file_bytes=50_000, layout=DENSE).manifest.root
 
 
 def _stamps(folder: Path) -> dict[str, int]:
@@ -51,6 +53,19 @@ def test_windows_differ_only_where_they_should(dataset: Path) -> None:
     np.testing.assert_array_equal(one["page_0"], four["page_3"])
     # pages 1..3 of window 4 moved out of window 1's view into its history
     assert (one["history"] > 0).sum() >= (four["history"] > 0).sum()
+
+
+def test_sparse_windows_differ_the_same_way_and_stay_uncompressed(tmp_path: Path) -> None:
+    import h5py
+
+    log = synth_log(tmp_path / "log", sessions=300)
+    manifest = run_prepare(yoochoose_spec(log), tmp_path / "data", window=4).manifest
+    assert manifest.layout.sparse  # the default of a new dataset
+    one, four = read_split(manifest.sources(1)["train"]), read_split(manifest.sources(4)["train"])
+    np.testing.assert_array_equal(one["user_items"], four["user_items"])
+    assert (one["history_weights"] > 0).sum() > (four["history_weights"] > 0).sum()
+    with h5py.File(manifest.sources(4)["train"].read_text().splitlines()[0], "r") as h5:
+        assert {h5[name].compression for name in h5} == {None}
 
 
 def _ask(root: str, window: int) -> dict[str, str]:
@@ -124,7 +139,7 @@ def test_wide_datasets_are_compressed_unless_told_otherwise(tmp_path: Path, data
         assert {name: h5[name].compression for name in ("history", "user_items", "page_0", "label")} == {
             "history": "gzip", "user_items": "gzip", "page_0": None, "label": None}
     log = synth_log(tmp_path / "log", sessions=150)
-    plain = run_prepare(yoochoose_spec(log), tmp_path / "plain", window=2, compress=False)
+    plain = run_prepare(yoochoose_spec(log), tmp_path / "plain", window=2, compress=False, layout=DENSE)
     with h5py.File(plain.sources["train"].read_text().splitlines()[0], "r") as h5:
         assert h5["history"].compression is None and h5["history"].chunks is None
     assert plain.manifest.compress is False
@@ -139,9 +154,10 @@ def test_compressed_and_plain_files_hold_the_same_rows(tmp_path: Path) -> None:
 
     log = synth_log(tmp_path / "log", sessions=1500, seed=9)
     build = BuildOptions(max_pages=3000)  # wide rows: chunks of 87 rows, files of 400
-    packed = run_prepare(yoochoose_spec(log), tmp_path / "packed", window=3, build=build, file_bytes=22_000_000)
+    packed = run_prepare(yoochoose_spec(log), tmp_path / "packed", window=3, build=build, file_bytes=22_000_000,
+                         layout=DENSE)
     plain = run_prepare(yoochoose_spec(log), tmp_path / "plain", window=3, build=build, file_bytes=22_000_000,
-                        compress=False)
+                        compress=False, layout=DENSE)
     for split in ("train", "val", "test"):
         np.testing.assert_equal(read_split(packed.sources[split]), read_split(plain.sources[split]))
     with h5py.File(packed.sources["train"].read_text().splitlines()[-1], "r") as h5:

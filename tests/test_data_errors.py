@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from drnngen.cli import cli
 from drnngen.data.manifest import load_manifest
+from drnngen.data.windows import DENSE
 from drnngen.errors import UserError
 from tests.data_support import run_prepare, synth_log, yoochoose_spec
 
@@ -91,9 +92,18 @@ def test_memory_guard_states_the_size_and_suggests_max_pages(tmp_path: Path) -> 
     log = synth_log(tmp_path / "log", sessions=300)
     expected = r"would take \d+\.\d MiB uncompressed .* over the 0\.0 MiB budget; lower --max-pages \(M is \d+\)"
     with pytest.raises(UserError, match=expected):
-        run_prepare(yoochoose_spec(log), tmp_path / "out", memory_budget=10_000)
+        run_prepare(yoochoose_spec(log), tmp_path / "out", memory_budget=10_000, layout=DENSE)
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]
+
+
+def test_memory_guard_of_the_sparse_layout_names_k(tmp_path: Path) -> None:
+    log = synth_log(tmp_path / "log", sessions=300)
+    expected = (r"would take \d+\.\d MiB uncompressed \([\d,]+ samples of [\d,]+ bytes, sparse history K=32\), "
+                r"over the 0\.0 MiB budget; lower --history-k/--user-items-k or raise --memory-budget")
+    with pytest.raises(UserError, match=expected):
+        run_prepare(yoochoose_spec(log), tmp_path / "out", memory_budget=10_000)
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_existing_output_needs_force(tmp_path: Path) -> None:
