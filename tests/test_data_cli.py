@@ -95,3 +95,29 @@ def test_sizes(text: str, size: int) -> None:
 def test_bad_size() -> None:
     with pytest.raises(UserError, match="--x: not a size: '4 parsecs'"):
         parse_size("4 parsecs", "--x")
+
+
+def test_default_vocabulary_covers_every_train_item_of_a_70k_click_log(tmp_path: Path) -> None:
+    """Issue 12's acceptance: `--max-pages all --max-items all` by default, so no train page
+    view is out of vocabulary and no train purchase is dropped for its item; the old caps
+    (2,000 pages, 1,000 items) would have cut this log."""
+    log = tmp_path / "log"
+    assert _run("synth", "--sessions", "8800", "--items", "12000", "--categories", "120", "--seed", "4",
+                "-o", str(log), "-q")[0] == 0
+    clicks = sum(1 for _ in (log / "clicks.dat").open())
+    assert 65_000 <= clicks <= 75_000
+    code, _, err = _run("prepare", str(log / "clicks.dat"), "--buys", str(log / "buys.dat"), "-o",
+                        str(tmp_path / "data"), "-q")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    train = manifest["splits"]["train"]
+    assert train["oov_page_views"] == 0 and train["dropped_oov_label"] == 0, train
+    assert manifest["pages"] > 2000 and manifest["items"] > 1000  # beyond the old default caps
+    assert manifest["parameters"]["max_pages"] is None and manifest["layout"]["history"] == "sparse"
+    print(f"{clicks:,} clicks: M={manifest['pages']:,}, N={manifest['items']:,}, "
+          f"test OOV page views {manifest['splits']['test']['oov_page_views']:,}")
+    capped = _run("prepare", str(log / "clicks.dat"), "--buys", str(log / "buys.dat"), "-o",
+                  str(tmp_path / "capped"), "--max-pages", "2000", "--max-items", "1000", "-q")
+    assert capped[0] == 0, capped[2]
+    old = json.loads((tmp_path / "capped" / "manifest.json").read_text())["splits"]["train"]
+    assert old["oov_page_views"] > 0 and old["dropped_oov_label"] > 0

@@ -15,10 +15,11 @@ import yaml
 
 from drnngen.codegen.config import parse_config
 from drnngen.data.manifest import load_manifest
+from drnngen.errors import UserError
 from drnngen.runner import TrainJob, TrainResult
 from drnngen.tuner import Resources, tune
 from drnngen.tuner.codec import decode, describe, encode, random_genes, to_list, violations
-from drnngen.tuner.defaults import batch_for, default_base, default_space, repeat_fits
+from drnngen.tuner.defaults import batch_for, default_base, default_space, net_row_bytes, repeat_fits
 from drnngen.tuner.ledger import Ledger, RunStatus
 from drnngen.tuner.lifecycle import ELAPSED
 from drnngen.tuner.space import IntRange, SearchSpace, parse_space, space_mapping
@@ -292,3 +293,22 @@ def test_a_dataset_no_training_can_use_is_refused_up_front(
     with pytest.raises(UserError, match=message):
         run(tmp_path, data, "r", trainer, changes={"generations": 0})
     assert trainer.trained == []
+
+
+def test_default_batches_fit_the_memory_budget() -> None:
+    """`tune --memory-budget`: the default base config's batches shrink as N grows, so that
+    the space's largest net fits half the budget each (TRAIN, TEST); the estimate grows
+    with N and, dense, with M; nothing fits: one line with the figure."""
+    small = default_base(2000, 100, 100_000, "purchase", history_k=32)
+    assert (small.data.batch_size, small.data.test_batch_size) == (512, 2048)  # far from the 4 GiB default
+    wide = default_base(2000, 40_000, 100_000, "purchase", history_k=32, memory_budget=4 << 30)
+    row = net_row_bytes(2000, 40_000, 32, wide.model.repeat)
+    assert wide.data.batch_size * row <= 2 << 30 < 2 * wide.data.batch_size * row
+    assert wide.data.batch_size < 512 and wide.data.test_batch_size < 2048
+    assert net_row_bytes(100_000, 100, 0, False) > net_row_bytes(2000, 100, 0, False)  # the dense row
+    assert net_row_bytes(100_000, 100, 32, False) == net_row_bytes(2000, 100, 32, False)  # sparse: no M
+    assert net_row_bytes(2000, 40_000, 32, True) > net_row_bytes(2000, 40_000, 32, False)
+    too_much = r"one sample of the default net needs about [\d,.]+ MiB .* over the 0\.5 MiB a net may take"
+    with pytest.raises(UserError, match=too_much):
+        default_base(2000, 200_000, 100_000, "purchase", history_k=32, memory_budget=1 << 20)
+    assert default_base(2000, 40_000, 100_000, "purchase", memory_budget=None).data.batch_size == 512

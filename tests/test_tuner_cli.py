@@ -31,3 +31,16 @@ def test_missing_caffe_is_one_line(dataset: Path, tmp_path: Path, monkeypatch: p
     assert result.exit_code == 1, result.output
     assert "holds no built pycaffe" in result.output and "make caffe" in result.output
     assert not run.exists()
+
+
+@pytest.mark.parametrize(("budget", "message"), [
+    ("4 parsecs", "error: --memory-budget: not a size: '4 parsecs' (e.g. 4GiB, 256MiB)"),
+    ("10k", "error: one sample of the default net needs about"),
+])
+def test_memory_budget_errors_are_one_line(dataset: Path, tmp_path: Path, budget: str, message: str) -> None:
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["tune", "--data", str(dataset), "--iters", "2", "--memory-budget", budget,
+                                      "-o", str(run)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().startswith(message) and len(result.output.strip().splitlines()) == 1
+    assert not run.exists()

@@ -47,8 +47,8 @@ def _within(size: int, row_bytes: int, budget: int | None) -> int:
         size //= 2
     if size * row_bytes > budget:
         raise UserError(f"one sample of the default net needs about {row_bytes / 2**20:,.1f} MiB (its score "
-                        f"blobs are batch × N per state), over the {budget / 2**20:,.0f} MiB --memory-budget; "
-                        "raise --memory-budget, or prepare with a smaller --max-items")
+                        f"blobs are batch × N per state), over the {budget / 2**20:,.1f} MiB a net may take "
+                        "(half of --memory-budget); raise --memory-budget, or prepare with a smaller --max-items")
     return size
 
 
