@@ -39,6 +39,8 @@ def configs(draw: st.DrawFn) -> DRNNConfig:
         model["widths"] = draw(st.lists(st.integers(1, 64), min_size=layers, max_size=layers))
         model["widths"][-1] = model["widths"][0]
     data = {"pages": draw(st.integers(1, 500)), "items": draw(st.integers(3, 50))}
+    if draw(st.booleans()):  # the sparse sample layout (MODEL.md sections 4.1, 6.1)
+        data.update(history_k=draw(st.integers(1, 40)), user_items_k=draw(st.integers(1, 40)))
     return parse_config({"model": model, "data": data})
 
 
@@ -59,9 +61,11 @@ def test_random_config_is_sound_and_deterministic(cfg: DRNNConfig) -> None:
                  {f"out{i}" for i in range(h)}]
     assert len(shortcuts) == w * h
     history = [x for x in layers if x.name.startswith("hist_") and x.type == "InnerProduct"]
-    # drnn: hist_emb, hist_z{i}; gru: hist_emb, then W_z x and W_c x per layer (h = 0); + hist_repmap
+    # drnn: hist_emb, hist_z{i}; gru: hist_emb, then W_z x and W_c x per layer (h = 0); + hist_repmap;
+    # the sparse route's hist_emb is a Bias and its hist_repmap a Reshape (MODEL.md section 4.1)
     per_cell = 1 + 2 * n_layers if cfg.model.cell == "gru" else n_layers
-    assert len(history) == (per_cell + cfg.model.repeat if cfg.model.history else 0)
+    dense = 0 if cfg.data.history_k else 1
+    assert len(history) == (per_cell - 1 + dense + dense * cfg.model.repeat if cfg.model.history else 0)
     assert not any(x.startswith("hist") for loss in losses for x in loss.bottom)
     deploy = _layers(files[DEPLOY])
     assert deploy[-1].type == "Softmax" and not any(x.type == "SoftmaxWithLoss" for x in deploy)
@@ -86,7 +90,7 @@ def _check_options(cfg: DRNNConfig, layers: list[Any], deploy: bool = False) -> 
         assert abs(x.dropout_param.dropout_ratio - dropouts(cfg)[int(i)]) < 1e-6
         # the DRNN: the in-place activation and the Dropout; the GRU's h' is a plain sum
         assert readers.count(f"{prefix}_h{i}") == (1 if cfg.model.cell == "gru" else 2)
-    scales = [x for x in layers if x.type == "Scale"]
+    scales = [x for x in layers if x.type == "Scale" and len(x.bottom) == 1]  # two: the sparse weighting
     if not cfg.model.repeat:
         assert not scales and not any(x.name.endswith("_repmap") for x in layers)
     else:
@@ -115,7 +119,9 @@ def _check_cell(cfg: DRNNConfig, layers: list[Any]) -> None:
     by_name = {x.name: x for x in layers}
     params = {p.name for x in layers for p in x.param}
     if m.cell == "drnn":
-        assert not any(x.type == "Power" or "_gz" in x.name for x in layers)
+        # Power is the GRU's 1 − z here; the sparse route's (hist_wk, fnn_mask) scale its weights
+        assert not any((x.type == "Power" and x.name not in ("hist_wk", "fnn_mask")) or "_gz" in x.name
+                       for x in layers)
         return
     assert not params.intersection({f"W{i}" for i in range(m.layers)} | {f"Z{i}" for i in range(m.layers)})
 
@@ -135,7 +141,10 @@ def _check_cell(cfg: DRNNConfig, layers: list[Any]) -> None:
                 if weights is not None:
                     assert [q.name for q in layer.param] == weights, name
 
-            if prefix == "hist" and i == 0:
+            if prefix == "hist" and i == 0 and cfg.data.history_k:  # Σ_k ε̂_k emb[p_k] + b_0
+                check("hist_pages", "Embed", ["history_ids"], ["emb"])
+                check("hist_emb", "Bias", ["hist_pages_flat"], ["b0"])
+            elif prefix == "hist" and i == 0:
                 check("hist_emb", "InnerProduct", ["history"], ["emb", "b0"])
             gz, c = f"{p}gz{i}", f"{p}c{i}"
             assert [q.name for q in by_name[f"{p}xz{i}"].param] == [f"Wz{i}", f"bz{i}"]

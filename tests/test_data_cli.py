@@ -121,3 +121,31 @@ def test_default_vocabulary_covers_every_train_item_of_a_70k_click_log(tmp_path:
     assert capped[0] == 0, capped[2]
     old = json.loads((tmp_path / "capped" / "manifest.json").read_text())["splits"]["train"]
     assert old["oov_page_views"] > 0 and old["dropped_oov_label"] > 0
+
+
+def test_layout_options(tmp_path: Path) -> None:
+    """--dense-history writes the dense rows and a manifest without `layout` (what every
+    dataset before the sparse layout has); --history-k/--user-items-k size the sparse rows."""
+    from drnngen.bind import bind_dataset
+    from drnngen.codegen.config import parse_config
+    from drnngen.data.manifest import load_manifest
+
+    log = tmp_path / "log"
+    _run("synth", "--sessions", "300", "--seed", "2", "-o", str(log), "-q")
+    base = [str(log / "clicks.dat"), "--buys", str(log / "buys.dat"), "--users", str(log / "users.csv"), "-q"]
+    assert _run("prepare", *base, "-o", str(tmp_path / "dense"), "--dense-history")[0] == 0
+    assert _run("prepare", *base, "-o", str(tmp_path / "sparse"), "--history-k", "5", "--user-items-k", "3")[0] == 0
+    dense, sparse = load_manifest(tmp_path / "dense"), load_manifest(tmp_path / "sparse")
+    assert "layout" not in dense.data and not dense.layout.sparse
+    assert (sparse.layout.history_k, sparse.layout.user_items_k) == (5, 3)
+    rows = read_split(tmp_path / "sparse" / "w4" / "train.txt")
+    assert rows["history_ids"].shape[1:] == rows["history_weights"].shape[1:] == (1, 5)
+    assert rows["user_items"].shape[1:] == (1, 3) and rows["user_items"].max() == sparse.items  # N pads
+    assert read_split(tmp_path / "dense" / "w4" / "train.txt")["history"].shape[1] == dense.pages + 1
+    cfg = parse_config({"model": {"fnn": {"layers": 1}}})
+    bound = bind_dataset(cfg, tmp_path / "dense").data, bind_dataset(cfg, tmp_path / "sparse").data
+    assert (bound[0].history_k, bound[0].user_items_k, bound[1].history_k, bound[1].user_items_k) == (0, 0, 5, 3)
+    code, _, err = _run("prepare", *base, "-o", str(tmp_path / "bad"), "--history-k", "0")
+    assert code == 2 and err.startswith("error: ") and "--history-k" in err and len(err.splitlines()) == 1
+    code, _, err = _run("prepare", *base, "-o", str(tmp_path / "bad"), "--max-pages", "some")
+    assert code == 2 and "--max-pages" in err and len(err.splitlines()) == 1
