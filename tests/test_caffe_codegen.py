@@ -14,7 +14,8 @@
 5. The sparse sample layout (history as K (page, weight) pairs, user items as
    class ids) computes what the dense one does: on one log prepared both ways,
    with K covering every page, the sparse net's forward equals the dense net's
-   to 1e-5 under the same weights, and MODEL.md's equations.
+   to 1e-5 under the same weights, and MODEL.md's equations; three more SGD
+   steps of each from those weights end at the same weights (the gradients agree).
 """
 
 from __future__ import annotations
@@ -639,7 +640,8 @@ def test_numpy_check_catches_a_miswired_gru(miswiring: str, trained_gru: Callabl
 # --- 5: the sparse layout computes what the dense one does -----------------------------------
 
 SPARSE_VARIANTS = {  # TINY with: the paper's net + FNN; every option; GRU4Rec's cell
-    "paper": {}, "all": OPTIONS["all"], "gru": GRU_VARIANTS["gru"],
+    # (no dropout: its masks follow Caffe's RNG, which the two nets' fillers leave apart)
+    "paper": {}, "all": {**OPTIONS["all"], "dropout": 0.0}, "gru": GRU_VARIANTS["gru"],
 }
 
 
@@ -701,7 +703,8 @@ def test_sparse_forward_equals_dense(variant: str, both_layouts: tuple[Path, Pat
     from drnngen.bind import bind_dataset, repeat_weights
 
     model = {**cast(dict[str, Any], TINY["model"]), **SPARSE_VARIANTS[variant]}
-    raw = {**TINY, "name": f"tiny_{variant}", "model": model}
+    raw = {**TINY, "name": f"tiny_{variant}", "model": model,
+           "data": {**cast(dict[str, Any], TINY["data"]), "shuffle": False}}  # both read the rows in order
     dense_cfg, sparse_cfg = (bind_dataset(parse_config(raw), folder) for folder in both_layouts)
     assert (dense_cfg.data.history_k, sparse_cfg.data.history_k, sparse_cfg.data.user_items_k) == (0, 31, 7)
     w = dense_cfg.model.states
@@ -732,4 +735,17 @@ def test_sparse_forward_equals_dense(variant: str, both_layouts: tuple[Path, Pat
         params = {**sparse_out, "fnn0": sparse_out["fnn0"][:-1].T}  # the Embed table as F_0 [E_f, N]
         for t, (scores, _) in enumerate(numpy_of(sparse_cfg, params, as_dense, classes)):
             np.testing.assert_allclose(sparse_out[f"s{t}_score"], scores, rtol=1e-5, atol=1e-5)
+    # the gradients agree too: 3 more steps of each from the same weights end at the same weights
+    steps = {}
+    for name, folder, start in (("dense", dense_dir, trained.caffemodel), ("sparse", sparse_dir, weights)):
+        more = train(TrainJob(workdir=folder, iterations=3, loss_blob=f"s{w - 1}_loss", init_weights=start,
+                              snapshot=Path(f"{name}-more.caffemodel")), install)
+        assert more.ok and more.caffemodel is not None, more.error
+        cfg = dense_cfg if name == "dense" else sparse_cfg
+        steps[name] = caffe_forward(folder, folder / NET, more.caffemodel, cfg, install)[1]
+    moved = steps["dense"]["emb"] - dense_out["emb"]
+    assert np.abs(moved).max() > 1e-4, "the 3 steps did not move emb"
+    for name in declared_params((dense_dir / NET).read_text()):
+        after = steps["sparse"][name][:-1].T if name == "fnn0" else steps["sparse"][name]
+        np.testing.assert_allclose(after, steps["dense"][name], rtol=1e-4, atol=1e-5, err_msg=name)
     print(f"{variant}: max |sparse - dense| = {worst:.2e}")
