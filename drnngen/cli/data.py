@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from drnngen.cli.params import count_or_all, finite
 from drnngen.data.manifest import MAX_WINDOW
@@ -89,7 +90,17 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.command("prepare")
 @click.argument("log", type=_FILE)
 @click.option("--format", "log_format", type=click.Choice(["auto", *FORMATS]), default="auto", show_default=True,
-              help="Log format; auto guesses from the name (.dat yoochoose, .tsv gru4rec, .jsonl otto, .csv csv).")
+              help="Log format; auto guesses from the name (.dat yoochoose, .tsv/.txt gru4rec, .jsonl otto, "
+              ".csv csv).")
+@click.option("--valid-log", type=_FILE, help="Given validation split (LOG is then the train split; "
+              "same format). Needs --test-log.")
+@click.option("--test-log", type=_FILE, help="Given test split (e.g. session-rec's *_test.txt). Test and "
+              "validation events whose item the train split lacks are dropped, as session-rec does.")
+@click.option("--min-item-support", type=click.IntRange(1), default=1, show_default=True,
+              help="Drop events of items with fewer train events (session-rec and GRU4Rec use 5).")
+@click.option("--min-session-length", type=click.IntRange(1), default=1, show_default=True,
+              help="Drop sessions with fewer events, before and after the item filter (session-rec and "
+              "GRU4Rec use 2).")
 @click.option("--buys", type=_FILE, help="Purchases file (YOOCHOOSE buys.dat, DIGINETICA train-purchases.csv, "
               "a GRU4Rec-style TSV, or a CSV with the same --columns).")
 @click.option("--users", type=_FILE, help="CSV with columns session,user: who each session belongs to (FNN input).")
@@ -115,7 +126,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--dwell-cap", type=finite(min=0, min_open=True), default=1800.0, show_default=True,
               help="Cap on a dwell time, seconds (a longer gap means the user left).")
 @click.option("--split", "split_text", default="0.6,0.2,0.2", show_default=True,
-              help="Train,validation,test fractions of the sessions, in time order.")
+              help="Train,validation,test fractions of the sessions, in time order (not with --test-log).")
 @click.option("--memory-budget", default="4GiB", show_default=True,
               help="Refuse when one window's HDF5 data would be larger than this, uncompressed.")
 @click.option("--file-size", default="256MiB", show_default=True,
@@ -131,7 +142,8 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def prepare_command(
-    log: Path, log_format: str, buys: Path | None, users: Path | None, target: str, output: Path, window: int,
+    log: Path, log_format: str, valid_log: Path | None, test_log: Path | None, min_item_support: int,
+    min_session_length: int, buys: Path | None, users: Path | None, target: str, output: Path, window: int,
     max_pages: int | None, max_items: int | None, history_k: int, user_items_k: int, dense_history: bool,
     dwell_cap: float, split_text: str, memory_budget: str, file_size: str,
     compress: bool, columns: str | None, delimiter: str | None, time_unit: str | None, purchase_values: str,
@@ -141,17 +153,25 @@ def prepare_command(
 
     Writes OUTPUT/manifest.json, the sample store, id maps, and OUTPUT/w<WINDOW>/ with the
     train/val/test HDF5 files and list files. Other windows are derived on first use.
+
+    With --valid-log and --test-log, LOG is the train split and the three files are the
+    splits as given (e.g. session-rec's *_train_tr.txt, *_train_valid.txt, *_test.txt).
     """
     if delimiter is not None and len(delimiter.encode()) != 1:
         raise UserError(f"--delimiter must be one character, got {delimiter!r}")
+    given = valid_log is not None or test_log is not None
+    if given and click.get_current_context().get_parameter_source("split_text") != ParameterSource.DEFAULT:
+        raise UserError("--split cuts one log; with --valid-log/--test-log the files are the splits")
     spec = LogSpec(
-        format=guess_format(log) if log_format == "auto" else log_format,
+        format=split_format(log, (valid_log, test_log)) if log_format == "auto" else log_format,
         events=log, buys=buys, users=users, columns=parse_columns(columns), delimiter=delimiter,
         time_unit=time_unit, purchase_values=tuple(v for v in purchase_values.split(",") if v),
+        valid=valid_log, test=test_log,
     )
     options = PrepareOptions(
         build=BuildOptions(target=target, max_pages=max_pages, max_items=max_items, dwell_cap=dwell_cap,
-                           split=parse_split(split_text)),
+                           split=parse_split(split_text), min_item_support=min_item_support,
+                           min_session_length=min_session_length),
         window=window,
         file_bytes=parse_size(file_size, "--file-size") or DEFAULT_FILE_BYTES,
         compress=compress,
@@ -165,6 +185,16 @@ def prepare_command(
     click.echo(f"wrote {output}: M={manifest.pages} pages (Embed input_dim {manifest.embed_input_dim}), "
                f"N={manifest.items} items, samples {samples}")
     click.echo(f"window {window}: {report.sources['train'].parent}/{{train,val,test}}.txt")
+
+
+def split_format(train: Path, others: tuple[Path | None, ...]) -> str:
+    """The format the names of all split files imply; a one-line error when they differ."""
+    found = guess_format(train)
+    for path in others:
+        if path is not None and guess_format(path) != found:
+            raise UserError(f"{path}: looks like {guess_format(path)}, but {train} like {found}; the split "
+                            "files must share one format (or pass --format)")
+    return found
 
 
 @click.command("synth")

@@ -35,7 +35,8 @@ class EventLog:
     """All events of a log, one entry per event, in file order.
 
     `session` and `item` hold the file's integer ids, or dense codes when the file's ids
-    are not integers (then `item_names[code]` is the original id).
+    are not integers (then `item_names[code]` and `session_names[code]` are the original
+    ids). `split` is set when the splits come as files: 0 train, 1 val, 2 test.
     """
 
     session: Ints
@@ -45,6 +46,15 @@ class EventLog:
     user: Ints  # dense user code, MISSING_USER where unknown
     item_names: list[str] | None
     files: list[dict[str, Any]] = field(default_factory=list)
+    split: npt.NDArray[np.int8] | None = None
+    session_names: list[str] | None = None
+
+    def keep(self, mask: npt.NDArray[np.bool_]) -> None:
+        """Drop the events where `mask` is False (the filters of `prepare`)."""
+        self.session, self.item, self.time = self.session[mask], self.item[mask], self.time[mask]
+        self.kind, self.user = self.kind[mask], self.user[mask]
+        if self.split is not None:
+            self.split = self.split[mask]
 
     def __len__(self) -> int:
         return len(self.time)

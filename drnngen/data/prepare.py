@@ -65,7 +65,7 @@ def prepare(spec: LogSpec, options: PrepareOptions, output: Path, progress: Prog
     """Convert the log of `spec` into a dataset folder at `output`."""
     if not 1 <= options.window <= MAX_WINDOW:
         raise UserError(f"--window must lie in 1..{MAX_WINDOW}, not {options.window}")
-    inputs = (spec.events, spec.buys, spec.users)
+    inputs = spec.inputs()
     check_output(output, options.force, _KIND, dataset_problem, inputs)
     clock = _Clock()
     log = read_log(spec, progress)
@@ -146,6 +146,7 @@ def _write(
         "delimiter": spec.delimiter,
         "time_unit": spec.time_unit,
         "purchase_values": list(spec.purchase_values),
+        "splits_from": "files" if spec.given_splits else "fractions",
     }
     content = manifest_dict(dataset, log_format=spec.format, target=options.build.target,
                             window=options.window, sources=sources, hashes=hashes, parameters=parameters,

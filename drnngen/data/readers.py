@@ -2,6 +2,12 @@
 
 Every reader streams its file in chunks of whole lines and parses each chunk with the
 vectorised scanners of `textscan` (or `otto`); only the parsed columns are kept.
+
+Header names match whatever their letter case and `_` (`SessionId`, `session_id`,
+`SESSIONID` and `sessionid` name one column), as public copies of the same data spell
+them differently. Given split files (`LogSpec.valid`, `LogSpec.test`) are read by one
+collector, so string ids and users get the same codes in every file; each event keeps
+the split of its file (`EventLog.split`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from drnngen.data.events import (
     KeyTable,
     encode_users,
 )
+from drnngen.data.sessions import SPLITS, dense_codes
 from drnngen.data.textscan import (
     DEFAULT_CHUNK_BYTES,
     Chunk,
@@ -66,6 +73,17 @@ class LogSpec:
     time_unit: str | None = None
     purchase_values: tuple[str, ...] = DEFAULT_PURCHASE_VALUES
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    valid: Path | None = None  # given validation split (same format as `events`)
+    test: Path | None = None  # given test split
+
+    @property
+    def given_splits(self) -> bool:
+        """Whether the splits come as files (`events` is then the train split)."""
+        return self.valid is not None or self.test is not None
+
+    def inputs(self) -> tuple[Path | None, ...]:
+        """Every file the spec reads."""
+        return (self.events, self.buys, self.users, self.valid, self.test)
 
 
 def guess_format(path: Path) -> str:
@@ -85,15 +103,46 @@ def read_log(spec: LogSpec, progress: Progress) -> EventLog:
         raise UserError(f"unknown format {spec.format!r} (one of {', '.join(FORMATS)})")
     if spec.format == "otto" and spec.buys is not None:
         raise UserError("--buys: OTTO files carry their orders inline; drop --buys")
+    if spec.given_splits and (spec.valid is None or spec.test is None):
+        raise UserError("--valid-log and --test-log go together (the train, validation and test files)")
+    if spec.given_splits and spec.buys is not None:
+        raise UserError("--buys does not combine with --valid-log/--test-log: give split files that carry "
+                        "their purchases inline (otto, or csv with a type column), or use --target next-item")
     collector = _Collector(string_ids=spec.format == "csv")
-    for role, path in (("events", spec.events), ("buys", spec.buys)):
+    for split, (role, path) in enumerate(_files(spec)):
         if path is not None:
             digest = content_digest()
-            collector.read(role, path, digest, _READERS[spec.format](spec, path, role, digest), progress)
+            collector.read(role, path, digest, _READERS[spec.format](spec, path, role, digest), progress,
+                           split if spec.given_splits else None)
     log = collector.finish()
     if spec.users is not None:
         _join_users(log, spec, collector, progress)
+    if log.split is not None:
+        _separate_sessions(log)
     return log
+
+
+
+
+def _files(spec: LogSpec) -> list[tuple[str, Path | None]]:
+    if spec.given_splits:
+        return [("events", spec.events), ("events", spec.valid), ("events", spec.test)]
+    return [("events", spec.events), ("buys", spec.buys)]
+
+
+def _separate_sessions(log: EventLog) -> None:
+    """Give each file's sessions their own ids, so a session id that two split files
+    share stays two sessions (the split files of the field never share one)."""
+    assert log.split is not None
+    offset = 0
+    session = np.empty_like(log.session)
+    for split in range(len(SPLITS)):
+        mine = log.split == split
+        codes, keys = dense_codes(log.session[mine])
+        session[mine] = codes + offset
+        offset += len(keys)
+    log.session = session
+    log.session_names = None  # the ids are codes now; the files' ids are no longer needed
 
 
 class _Collector:
@@ -103,23 +152,31 @@ class _Collector:
         self.sessions = KeyTable() if string_ids else None
         self.items = KeyTable() if string_ids else None
         self.users = KeyTable()
-        self.columns: dict[str, list[npt.NDArray[Any]]] = {c: [] for c in ("session", "item", "time", "kind", "user")}
+        self.columns: dict[str, list[npt.NDArray[Any]]] = {
+            c: [] for c in ("session", "item", "time", "kind", "user", "split")}
         self.files: list[dict[str, Any]] = []
+        self.given_splits = False
 
     def read(
-        self, role: str, path: Path, digest: Digest, chunks: Iterator[tuple[int, EventChunk]], progress: Progress
+        self, role: str, path: Path, digest: Digest, chunks: Iterator[tuple[int, EventChunk]], progress: Progress,
+        split: int | None = None,
     ) -> None:
+        """Add the events of one file (tagged with `split` when the splits are given)."""
         count = 0
         for lines, part in chunks:
             self._add(part)
             count += len(part.time)
+            if split is not None:
+                self.columns["split"].append(np.full(len(part.time), split, dtype=np.int8))
             progress(f"reading {path.name}: {lines:,} lines, {count:,} events")
         if count == 0:
             raise UserError(f"{path}: no events")
-        self.files.append(
-            {"role": role, "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest(),
-             "events": count}
-        )
+        entry: dict[str, Any] = {"role": role, "path": str(path.resolve()), "bytes": path.stat().st_size,
+                                 "sha256": digest.hexdigest(), "events": count}
+        if split is not None:
+            entry["split"] = SPLITS[split]
+            self.given_splits = True
+        self.files.append(entry)
 
     def _add(self, part: EventChunk) -> None:
         session, item = part.session, part.item
@@ -137,10 +194,12 @@ class _Collector:
             parts = self.columns.pop(name)
             return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
 
+        split = join("split", np.int8) if self.given_splits else None
         return EventLog(
             session=join("session", np.int64), item=join("item", np.int64), time=join("time", np.float64),
             kind=join("kind", np.int8), user=join("user", np.int64),
             item_names=self.items.names() if self.items is not None else None, files=self.files,
+            split=split, session_names=self.sessions.names() if self.sessions is not None else None,
         )
 
 
@@ -256,18 +315,38 @@ _READERS: dict[str, Callable[[LogSpec, Path, str, Digest], Iterator[tuple[int, E
 
 
 def _columns(header: list[str], path: Path, required: Mapping[str, str], optional: tuple[str, ...]) -> dict[str, int]:
-    """Positions of the named columns: role → index for required ones, name → index for optional."""
+    """Positions of the named columns: role → index for required ones, name → index for optional.
+
+    A name matches a header field exactly or, failing that, whatever its letter case and
+    `_` (`column_key`); two fields that match one name alike are an error, not a guess."""
     found: dict[str, int] = {}
     for role, name in required.items():
-        if name not in header:
+        at = _position(header, name, path)
+        if at is None:
             raise UserError(f"{path}:1: missing column {name!r} (the header has: {', '.join(header)})")
-        found[role] = header.index(name)
+        found[role] = at
     for name in optional:
-        if name in header:
-            found[name] = header.index(name)
+        at = _position(header, name, path)
+        if at is not None:
+            found[name] = at
         elif name not in ("UserId", "userId"):  # those two are optional by nature
             raise UserError(f"{path}:1: missing column {name!r} (the header has: {', '.join(header)})")
     return found
+
+
+def column_key(name: str) -> str:
+    """A header name without letter case and `_`: `session_id`, `sessionId` → `sessionid`."""
+    return name.replace("_", "").casefold()
+
+
+def _position(header: list[str], name: str, path: Path) -> int | None:
+    if name in header:
+        return header.index(name)
+    matches = [at for at, field_name in enumerate(header) if column_key(field_name) == column_key(name)]
+    if len(matches) > 1:
+        shown = ", ".join(repr(header[at]) for at in matches)
+        raise UserError(f"{path}:1: the columns {shown} all match {name!r}; rename one")
+    return matches[0] if matches else None
 
 
 def _col(table: Table, where: Mapping[str, int], role: str) -> Column:
@@ -287,7 +366,7 @@ def _join_users(log: EventLog, spec: LogSpec, collector: _Collector, progress: P
     """Fill unknown users from a `session,user` CSV (sessions the file lacks stay unknown)."""
     assert spec.users is not None
     path = spec.users
-    header = [name.lower() for name in read_header(path, ",", str(path))]
+    header = [_USERS_ALIASES.get(column_key(name), name) for name in read_header(path, ",", str(path))]
     where = _columns(header, path, {"session": "session", "user": "user"}, ())
     sessions: list[Ints] = []
     users: list[Ints] = []
@@ -310,6 +389,10 @@ def _join_users(log: EventLog, spec: LogSpec, collector: _Collector, progress: P
     log.files.append({"role": "users", "path": str(path.resolve()), "bytes": path.stat().st_size,
                       "sha256": digest.hexdigest(), "sessions": len(session_ids)})
     progress(f"users: {int(known.sum()):,} events of known users")
+
+
+#: The users file's columns under their other spellings (`session_id`, `SessionId`, `userId`, …).
+_USERS_ALIASES = {"session": "session", "sessionid": "session", "user": "user", "userid": "user"}
 
 
 def _first_user_per_session(sessions: Ints, users: Ints) -> tuple[Ints, Ints]:

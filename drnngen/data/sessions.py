@@ -7,7 +7,13 @@ over block boundaries.
 Definitions (also in the README's `## Data` section):
 
 * Sessions are ordered by their first event's time (ties by session id) and split 60/20/20
-  in that order; the vocabularies and the dwell normalisation use the train split only.
+  in that order, unless the splits come as files (`prepare TRAIN --valid-log --test-log`);
+  the vocabularies and the dwell normalisation use the train split only.
+* Filters (session-rec's and GRU4Rec's, in their order; off by default): sessions shorter
+  than `min_session_length` events go, then events of items with fewer than
+  `min_item_support` train events, then sessions left too short. With given splits the
+  train file is filtered so, and validation/test events whose item the (filtered) train
+  split lacks are dropped, as session-rec's loader does, before their short sessions go.
 * Page ids: 0 pads a short window, 1 is the out-of-vocabulary page, 2..M are the M-1 most
   viewed pages of the train split (ties by id). So `pages` (M) counts the OOV slot and
   Caffe's Embed takes input_dim M+1.
@@ -49,9 +55,13 @@ class BuildOptions:
     max_items: int | None = None  # N; None: every item bought (or viewed) in the train split
     dwell_cap: float = 1800.0  # seconds; a longer gap means the user left
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    min_item_support: int = 1  # events of an item in train; 1 keeps every item (session-rec: 5)
+    min_session_length: int = 1  # events of a session; 1 keeps every session (session-rec: 2)
 
     def check(self) -> None:
         """Raise a one-line UserError on impossible values."""
+        if self.min_item_support < 1 or self.min_session_length < 1:
+            raise UserError("--min-item-support and --min-session-length must be at least 1")
         if self.target not in TARGETS:
             raise UserError(f"--target must be one of {', '.join(TARGETS)}, not {self.target!r}")
         if (self.max_pages is not None and self.max_pages < 1) or (self.max_items is not None and self.max_items < 1):
@@ -142,8 +152,10 @@ def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> D
     if options.target == "purchase" and not np.any(log.kind == PURCHASE):
         raise UserError(f"{_inputs(log)}: no purchases in the log; --target purchase needs them "
                         "(pass --buys FILE, or use --target next-item)")
+    read = len(log)
+    split_counts = filter_log(log, options)
     _sort_in_place(log)
-    progress(f"sorted {len(log):,} events")
+    progress(f"sorted {len(log):,} events" + (f" ({read - len(log):,} filtered out)" if read > len(log) else ""))
     sessions = _cut_sessions(log, options.split)
     vocab = _Vocabulary.fit(log, sessions, options)
     is_view = log.kind == VIEW
@@ -153,13 +165,76 @@ def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> D
     views = np.flatnonzero(is_view)
     page = vocab.pages[views].astype(np.int32)
     view_split = sessions.split[sessions.block[views]]
-    splits = {name: _compact(split, sessions, (page, theta, view_split), samples)
+    splits = {name: _compact(split, sessions, (page, theta, view_split), samples, split_counts.get(name, {}))
               for split, name in enumerate(SPLITS)}
     counts = {"events": len(log), "page_views": len(views), "purchases": len(log) - len(views),
-              "sessions": len(sessions.first), "users": len(np.unique(log.user[log.user != MISSING_USER]))}
+              "sessions": len(sessions.first), "users": len(np.unique(log.user[log.user != MISSING_USER])),
+              "filtered_events": read - len(log)}
     progress(f"{counts['sessions']:,} sessions, M={len(vocab.page_keys) + 1} pages, N={len(vocab.item_keys)} "
              "items, samples " + "/".join(f"{s.samples:,}" for s in splits.values()))
     return Dataset(splits, user_items, vocab.page_keys, vocab.item_keys, dwell, counts)
+
+
+def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]]:
+    """Apply the filters (module doc) in place; per given split, what its file held and what went.
+
+    Without given splits the filters run over the whole log before it is split, as the
+    field's preprocessing scripts run them; the result is then empty.
+    """
+    given = log.split
+    read = _split_tallies(log)
+    train = np.ones(len(log), dtype=np.bool_) if given is None else given == 0
+    keep = np.ones(len(log), dtype=np.bool_)
+    keep &= ~train | _long_sessions(log, keep & train, options.min_session_length)
+    if options.min_item_support > 1:
+        support = np.bincount(dense_codes(log.item)[0], weights=keep & train)
+        keep &= ~train | (support[dense_codes(log.item)[0]] >= options.min_item_support)
+    keep &= ~train | _long_sessions(log, keep & train, options.min_session_length)
+    unseen = np.zeros(len(log), dtype=np.bool_)
+    if given is not None:
+        unseen = ~train & ~np.isin(log.item, log.item[keep & train])
+        keep &= ~unseen
+        keep &= train | _long_sessions(log, keep & ~train, options.min_session_length)
+    if given is None:
+        log.keep(keep)
+        return {}
+    dropped_unseen = np.bincount(given[unseen], minlength=len(SPLITS))
+    log.keep(keep)
+    after = _split_tallies(log)
+    for name in SPLITS:
+        if after[name]["events"] == 0:
+            path = next((f["path"] for f in log.files if f.get("split") == name), name)
+            raise UserError(f"{path}: no events left in the {name} split after filtering "
+                            f"(--min-item-support {options.min_item_support}, --min-session-length "
+                            f"{options.min_session_length}; test and validation events need an item of the "
+                            "train file)")
+    return {name: {"file_events": read[name]["events"], "file_sessions": read[name]["sessions"],
+                   "dropped_unseen_item_events": int(dropped_unseen[split]),
+                   "dropped_filtered_events": read[name]["events"] - after[name]["events"]
+                   - int(dropped_unseen[split]),
+                   "events": after[name]["events"]}
+            for split, name in enumerate(SPLITS)}
+
+
+def _split_tallies(log: EventLog) -> dict[str, dict[str, int]]:
+    """Events and sessions of each given split (nothing without given splits)."""
+    if log.split is None:
+        return {}
+    tallies = {}
+    for split, name in enumerate(SPLITS):
+        mine = log.split == split
+        tallies[name] = {"events": int(mine.sum()), "sessions": len(np.unique(log.session[mine]))}
+    return tallies
+
+
+def _long_sessions(log: EventLog, among: Mask, minimum: int) -> Mask:
+    """Events whose session holds at least `minimum` of the events `among` (all True when minimum is 1)."""
+    if minimum <= 1:
+        return np.ones(len(log), dtype=np.bool_)
+    codes, _ = dense_codes(log.session)
+    length = np.bincount(codes, weights=among)
+    long: Mask = length[codes] >= minimum
+    return long
 
 
 @dataclass(frozen=True)
@@ -228,6 +303,8 @@ def _sort_in_place(log: EventLog) -> None:
     order = _event_order(log)
     log.session, log.item, log.time = log.session[order], log.item[order], log.time[order]
     log.kind, log.user = log.kind[order], log.user[order]
+    if log.split is not None:
+        log.split = log.split[order]
 
 
 def _event_order(log: EventLog) -> Ints:
@@ -253,13 +330,15 @@ def _is_sorted(log: EventLog) -> bool:
 
 
 def _cut_sessions(log: EventLog, split: tuple[float, float, float]) -> _Sessions:
-    """Session blocks, and the time-ordered 60/20/20 split of the sessions."""
+    """Session blocks, and their split: the given files', else the time-ordered 60/20/20 cut."""
     first = np.flatnonzero(np.r_[True, log.session[1:] != log.session[:-1]])
     stop = np.r_[first[1:], len(log)]
     block = np.repeat(np.arange(len(first)), stop - first)
     by_time = np.lexsort((log.session[first], log.time[first]))
     rank = np.empty(len(first), dtype=np.int64)
     rank[by_time] = np.arange(len(first))
+    if log.split is not None:
+        return _Sessions(first, stop, block, log.split[first].astype(np.int64), rank)
     cuts = np.round(np.cumsum(split)[:2] * len(first)).astype(np.int64)
     return _Sessions(first, stop, block, np.searchsorted(cuts, rank, side="right"), rank)
 
@@ -277,17 +356,22 @@ def _vocabulary(codes: Ints, n_codes: int, limit: int | None, base: int, missing
 
 def _dwell(log: EventLog, sessions: _Sessions, train_views: Mask, cap: float) -> tuple[Float32s, DwellScale]:
     """θ of every page view (gap to the session's next event, capped) and the train scale."""
-    gap = np.empty(len(log), dtype=np.float64)
-    gap[:-1] = np.diff(log.time)
-    has_next = np.ones(len(log), dtype=np.bool_)
-    has_next[sessions.stop - 1] = False
-    gap = np.clip(gap, 0.0, cap)  # < 0 only for sub-millisecond ties kept in file order
+    gap, has_next = _gaps(log, sessions, cap)
     observed = train_views & has_next
     last = float(np.median(gap[observed])) if observed.any() else 0.0
     gap[~has_next] = last
     logs = np.log1p(gap[train_views])
     scale = DwellScale(cap, last, float(logs.min(initial=np.inf)), float(logs.max(initial=-np.inf)))
     return gap[log.kind == VIEW].astype(np.float32), scale
+
+
+def _gaps(log: EventLog, sessions: _Sessions, cap: float) -> tuple[npt.NDArray[np.float64], Mask]:
+    """Every event's capped gap to the next event, and whether its session has a next event."""
+    gap = np.empty(len(log), dtype=np.float64)
+    gap[:-1] = np.diff(log.time)
+    has_next = np.ones(len(log), dtype=np.bool_)
+    has_next[sessions.stop - 1] = False
+    return np.clip(gap, 0.0, cap), has_next  # < 0 only for sub-millisecond ties kept in file order
 
 
 @dataclass
@@ -311,12 +395,19 @@ def _samples(log: EventLog, sessions: _Sessions, cls: Ints, target: str) -> _Sam
     view_first = views_before[sessions.first]
     if target == "purchase":
         return _purchase_samples(log, sessions, cls, views_before, view_first)
-    views = np.flatnonzero(is_view)
+    return _next_item_samples(log, sessions, cls, view_first, every_prefix=False)
+
+
+def _next_item_samples(log: EventLog, sessions: _Sessions, cls: Ints, view_first: Ints,
+                       every_prefix: bool) -> _Samples:
+    """A sample per page view with an earlier view in its session: the views before it, labelled
+    with its class. Views of no class make no sample unless `every_prefix` (label -1 then)."""
+    views = np.flatnonzero(log.kind == VIEW)
     owner = sessions.block[views]
     follows = np.r_[False, owner[1:] == owner[:-1]]  # a view with an earlier view in its session
-    labelled = follows & (cls[views] >= 0)
+    labelled = follows & ((cls[views] >= 0) | every_prefix)
     at = np.flatnonzero(labelled)
-    dropped = {"dropped_oov_label": np.bincount(owner[follows & ~labelled], minlength=len(sessions.first))}
+    dropped = {"dropped_oov_label": np.bincount(owner[follows & (cls[views] < 0)], minlength=len(sessions.first))}
     return _Samples(view_first[owner[at]], at, cls[views][at], owner[at], dropped)
 
 
@@ -380,12 +471,19 @@ def ranges(starts: Ints, lengths: Ints) -> Ints:
     return np.repeat(starts - offsets, lengths) + np.arange(total, dtype=np.int64)
 
 
-def _compact(split: int, sessions: _Sessions, views: tuple[Int32s, Float32s, Ints], samples: _Samples) -> SplitSamples:
+def _split_order(split: int, sessions: _Sessions, samples: _Samples) -> Ints:
+    """The samples of a split in the order they are stored: sessions in time order, then prefix end."""
+    mine = np.flatnonzero(sessions.split[samples.owner] == split)
+    ordered: Ints = mine[np.lexsort((samples.end[mine], sessions.rank[samples.owner[mine]]))]
+    return ordered
+
+
+def _compact(split: int, sessions: _Sessions, views: tuple[Int32s, Float32s, Ints], samples: _Samples,
+             extra_counts: dict[str, int]) -> SplitSamples:
     """Keep the page views the split's samples need (page id, dwell), sessions in time order."""
     page, theta, view_split = views
     starts, ends, owners = samples.start, samples.end, samples.owner
-    mine = np.flatnonzero(sessions.split[owners] == split)
-    mine = mine[np.lexsort((ends[mine], sessions.rank[owners[mine]]))]
+    mine = _split_order(split, sessions, samples)
     owner = owners[mine]
     chosen, first_sample = np.unique(sessions.rank[owner], return_index=True)
     need_end = np.maximum.reduceat(ends[mine], first_sample) if len(mine) else np.empty(0, np.int64)
@@ -399,8 +497,71 @@ def _compact(split: int, sessions: _Sessions, views: tuple[Int32s, Float32s, Int
     counts = {"sessions": int(in_split.sum()), "samples": len(mine), "page_views": int(np.sum(view_split == split)),
               "oov_page_views": int(np.sum((view_split == split) & (page == OOV_PAGE)))}
     counts.update({name: int(per_session[in_split].sum()) for name, per_session in samples.per_session.items()})
+    counts.update(extra_counts)
     return SplitSamples(
         page=page[kept], theta=theta[kept], start=new_start, end=new_start + (ends[mine] - starts[mine]),
         label=samples.label[mine].astype(np.int32), ui_lo=samples.ui_lo[mine], ui_hi=samples.ui_hi[mine],
         counts=counts,
     )
+
+
+# --- every prefix of a log under a prepared dataset's vocabulary (`drnngen recommend`) -----------
+
+
+@dataclass(frozen=True)
+class Prefixes:
+    """Every prefix of every session of a log as samples, in the store's layout.
+
+    Sample i sees its session's first `position[i] + 1` page views; `session[i]` is the
+    session's id in the log. Labels are the class of the next view (-1: no class).
+    """
+
+    samples: SplitSamples
+    user_items: Int32s
+    session: list[str]
+    position: Ints
+    known_views: int  # page views of the log whose page is in the vocabulary
+
+
+def prefix_samples(log: EventLog, page_keys: list[Any], item_keys: list[Any], dwell: DwellScale,
+                   progress: Progress) -> Prefixes:
+    """The samples `prepare` would make of every prefix of `log`, under a fitted vocabulary.
+
+    `page_keys`/`item_keys` are the raw ids of pages 2..M and classes 0..N-1 (the dataset's
+    id maps), `dwell` its train scale. Page ids, dwell, labels and the users' earlier
+    purchases come from the same code as `build_dataset`'s, with nothing refitted: a page
+    the vocabulary lacks is the OOV page, a session's last view gets the train median gap.
+    The users' purchases are those of `log` itself.
+    """
+    _sort_in_place(log)
+    sessions = _cut_sessions(log, (1.0, 0.0, 0.0))  # one split: every session
+    pages = _lookup(log, page_keys, base=OOV_PAGE + 1, missing=OOV_PAGE)
+    classes = _lookup(log, item_keys, base=0, missing=-1)
+    is_view = log.kind == VIEW
+    gap, has_next = _gaps(log, sessions, dwell.cap)
+    gap[~has_next] = dwell.last_event
+    views_before = np.cumsum(is_view) - is_view
+    samples = _next_item_samples(log, sessions, classes, views_before[sessions.first], every_prefix=True)
+    user_items = _user_history(log, sessions, classes, samples)
+    views = np.flatnonzero(is_view)
+    page = pages[views].astype(np.int32)
+    view_split = np.zeros(len(views), dtype=np.int64)
+    split = _compact(0, sessions, (page, gap[views].astype(np.float32), view_split), samples, {})
+    order = _split_order(0, sessions, samples)
+    owner = samples.owner[order]
+    raw = log.session[sessions.first[owner]]
+    names = [log.session_names[code] for code in raw.tolist()] if log.session_names else [str(v) for v in raw.tolist()]
+    known = int(np.sum(page != OOV_PAGE))
+    progress(f"{len(sessions.first):,} sessions, {split.samples:,} prefixes; {known:,} of {len(views):,} page "
+             "views in the vocabulary")
+    return Prefixes(split, user_items, names, split.end - split.start - 1, known)
+
+
+def _lookup(log: EventLog, keys: list[Any], base: int, missing: int) -> Ints:
+    """Per event, base + the index of its item's raw id in `keys`, or `missing`."""
+    codes, distinct = dense_codes(log.item)
+    table = {key: base + index for index, key in enumerate(keys)}
+    raw = [log.item_names[c] for c in distinct.tolist()] if log.item_names is not None else distinct.tolist()
+    per_code = np.fromiter((table.get(key, missing) for key in raw), dtype=np.int64, count=len(raw))
+    looked_up: Ints = per_code[codes]
+    return looked_up
