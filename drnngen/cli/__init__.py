@@ -14,6 +14,7 @@ from drnngen.cli.build import build, draw
 from drnngen.cli.data import prepare_command, synth_command
 from drnngen.cli.doctor import doctor
 from drnngen.cli.evaluate import evaluate, report
+from drnngen.cli.recommend import recommend_command, score_command
 from drnngen.cli.tune import best, tune_command
 from drnngen.errors import EnvironmentProblem, UserError
 
@@ -77,7 +78,8 @@ def cli() -> None:
     ICDE 2016) and tune their hyperparameters with a genetic algorithm."""
 
 
-for _command in (build, draw, doctor, evaluate, report, tune_command, best, prepare_command, synth_command):
+for _command in (build, draw, doctor, evaluate, report, recommend_command, score_command, tune_command, best,
+                 prepare_command, synth_command):
     cli.add_command(_command)
 
 

@@ -32,7 +32,7 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 _MAX_SIZE = 1 << 60  # bytes: beyond any disk, and far from float's infinity
 
 
-class _Progress:
+class ProgressLines:
     """Progress lines on stderr: a new stage at once, repeats of a stage at most every second."""
 
     def __init__(self, quiet: bool) -> None:
@@ -157,17 +157,12 @@ def prepare_command(
     With --valid-log and --test-log, LOG is the train split and the three files are the
     splits as given (e.g. session-rec's *_train_tr.txt, *_train_valid.txt, *_test.txt).
     """
-    if delimiter is not None and len(delimiter.encode()) != 1:
-        raise UserError(f"--delimiter must be one character, got {delimiter!r}")
     given = valid_log is not None or test_log is not None
     if given and click.get_current_context().get_parameter_source("split_text") != ParameterSource.DEFAULT:
         raise UserError("--split cuts one log; with --valid-log/--test-log the files are the splits")
-    spec = LogSpec(
-        format=split_format(log, (valid_log, test_log)) if log_format == "auto" else log_format,
-        events=log, buys=buys, users=users, columns=parse_columns(columns), delimiter=delimiter,
-        time_unit=time_unit, purchase_values=tuple(v for v in purchase_values.split(",") if v),
-        valid=valid_log, test=test_log,
-    )
+    spec = log_spec(log, split_format(log, (valid_log, test_log)) if log_format == "auto" else log_format,
+                    columns=columns, delimiter=delimiter, time_unit=time_unit, purchase_values=purchase_values,
+                    buys=buys, users=users, valid=valid_log, test=test_log)
     options = PrepareOptions(
         build=BuildOptions(target=target, max_pages=max_pages, max_items=max_items, dwell_cap=dwell_cap,
                            split=parse_split(split_text), min_item_support=min_item_support,
@@ -179,12 +174,24 @@ def prepare_command(
         memory_budget=parse_size(memory_budget, "--memory-budget") or DEFAULT_MEMORY_BUDGET,
         force=force,
     )
-    report = prepare(spec, options, output, _Progress(quiet))
+    report = prepare(spec, options, output, ProgressLines(quiet))
     manifest = report.manifest
     samples = " / ".join(f"{name} {count:,}" for name, count in manifest.samples.items())
     click.echo(f"wrote {output}: M={manifest.pages} pages (Embed input_dim {manifest.embed_input_dim}), "
                f"N={manifest.items} items, samples {samples}")
     click.echo(f"window {window}: {report.sources['train'].parent}/{{train,val,test}}.txt")
+
+
+def log_spec(log: Path, log_format: str, *, columns: str | None = None, delimiter: str | None = None,
+             time_unit: str | None = None, purchase_values: str = ",".join(DEFAULT_PURCHASE_VALUES),
+             buys: Path | None = None, users: Path | None = None, valid: Path | None = None,
+             test: Path | None = None) -> LogSpec:
+    """How to read a log, from the options every command that reads one shares."""
+    if delimiter is not None and len(delimiter.encode()) != 1:
+        raise UserError(f"--delimiter must be one character, got {delimiter!r}")
+    return LogSpec(format=log_format, events=log, buys=buys, users=users, columns=parse_columns(columns),
+                   delimiter=delimiter, time_unit=time_unit,
+                   purchase_values=tuple(v for v in purchase_values.split(",") if v), valid=valid, test=test)
 
 
 def split_format(train: Path, others: tuple[Path | None, ...]) -> str:
@@ -223,6 +230,6 @@ def synth_command(
     toward the item bought, dwell times, repeat buyers)."""
     options = SynthOptions(sessions=sessions, seed=seed, items=items, categories=categories, users=users,
                            buy_rate=buy_rate, mean_length=mean_length)
-    for path in synthesize(options, log_format, output, force, _Progress(quiet)):
+    for path in synthesize(options, log_format, output, force, ProgressLines(quiet)):
         click.echo(f"wrote {path}")
     click.echo("next: " + PREPARE_HINTS[log_format].format(o=output) + f" -o {output}-data")

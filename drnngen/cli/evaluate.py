@@ -48,7 +48,7 @@ def evaluate(run: Path | None, data: Path, ks: str, candidate: str | None, deplo
 
     cutoffs = parse_ks(ks)  # a bad --k (or --sknn-k, --sknn-sample) fails before any data is read
     check_sknn_options(sknn_k, sknn_sample)
-    net = _net_under_test(run, candidate, deploy, weights)
+    net = net_under_test(run, candidate, deploy, weights)
     comparison = evaluate_net(net, data, cutoffs, shrink=shrink, sknn_k=sknn_k, sknn_sample=sknn_sample)
     click.echo(comparison.to_text(), nl=False)
     folder = output or run or net.weights.parent
@@ -57,7 +57,7 @@ def evaluate(run: Path | None, data: Path, ks: str, candidate: str | None, deplo
         click.echo(f"wrote {path}")
 
 
-def _net_under_test(run: Path | None, candidate: str | None, deploy: Path | None,
+def net_under_test(run: Path | None, candidate: str | None, deploy: Path | None,
                     weights: Path | None) -> NetUnderTest:
     from drnngen.evaluation.evaluate import NetUnderTest
 

@@ -154,7 +154,7 @@ def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> D
                         "(pass --buys FILE, or use --target next-item)")
     read = len(log)
     split_counts = filter_log(log, options)
-    _sort_in_place(log)
+    sort_log(log)
     progress(f"sorted {len(log):,} events" + (f" ({read - len(log):,} filtered out)" if read > len(log) else ""))
     sessions = _cut_sessions(log, options.split)
     vocab = _Vocabulary.fit(log, sessions, options)
@@ -296,7 +296,7 @@ def dense_codes(values: Ints) -> tuple[Ints, Ints]:
     return codes.ravel(), keys
 
 
-def _sort_in_place(log: EventLog) -> None:
+def sort_log(log: EventLog) -> None:
     """Order events by session, time, then views before purchases at equal times (stable)."""
     if _is_sorted(log):
         return
@@ -533,7 +533,7 @@ def prefix_samples(log: EventLog, page_keys: list[Any], item_keys: list[Any], dw
     the vocabulary lacks is the OOV page, a session's last view gets the train median gap.
     The users' purchases are those of `log` itself.
     """
-    _sort_in_place(log)
+    sort_log(log)
     sessions = _cut_sessions(log, (1.0, 0.0, 0.0))  # one split: every session
     pages = _lookup(log, page_keys, base=OOV_PAGE + 1, missing=OOV_PAGE)
     classes = _lookup(log, item_keys, base=0, missing=-1)

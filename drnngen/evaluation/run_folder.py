@@ -55,6 +55,15 @@ def trained_net(run: Path, candidate: str | None = None) -> NetUnderTest:
     return NetUnderTest(_deploy_of(row, run), weights, label)
 
 
+def run_dataset(run: Path) -> Path:
+    """The prepared dataset a tuning run trained on (`drnngen tune --data`)."""
+    ledger = Ledger.open(run)
+    try:
+        return Path(TuneParams.from_json(ledger.params).data)
+    finally:
+        ledger.close()
+
+
 def run_history(run: Path) -> RunHistory:
     """Everything `drnngen report` plots, read from the run folder."""
     ledger = Ledger.open(run)

@@ -1,0 +1,111 @@
+"""A log's session prefixes as input rows of a prepared dataset (`drnngen recommend`), and
+the next page view of each prefix (`drnngen score`).
+
+The rows come from the code that makes `prepare`'s rows: `sessions.prefix_samples` (the
+sort, page ids, dwell and user history of `build_dataset`, under the dataset's fitted
+vocabulary and dwell scale) and `windows.write_window` (the HDF5 layout of a window).
+Position p of a session is the prefix of its first p + 1 page views, as in session-rec's
+`SessionId;Position;…` lists: positions 0 … L-2 of a session of L views, each followed by
+a view to predict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drnngen.data.events import VIEW
+from drnngen.data.manifest import Manifest
+from drnngen.data.readers import LogSpec, read_log
+from drnngen.data.sessions import SPLITS, Prefixes, SplitSamples, prefix_samples, sort_log
+from drnngen.data.textscan import Ints
+from drnngen.data.windows import WindowFiles, write_window
+from drnngen.errors import UserError
+
+Progress = Callable[[str], None]
+_CHUNK_LIST = "chunk-{:04d}.txt"
+
+
+@dataclass(frozen=True)
+class PrefixRows:
+    """The prefixes of a log and the HDF5 files holding their rows, in order.
+
+    `chunks` are Caffe HDF5 list files of one HDF5 file each, so a consumer can score one
+    chunk at a time (rows of chunk i follow those of chunk i-1).
+    """
+
+    prefixes: Prefixes
+    chunks: list[Path]
+
+
+def read_prefixes(spec: LogSpec, manifest: Manifest, progress: Progress) -> Prefixes:
+    """Every prefix of the sessions of `spec`'s log as samples of `manifest`'s dataset."""
+    if spec.given_splits:
+        raise UserError("recommend reads one log; --valid-log/--test-log belong to prepare")
+    log = read_log(spec, progress)
+    prefixes = prefix_samples(log, manifest.page_keys()[2:], manifest.item_keys(), manifest.dwell, progress)
+    if prefixes.samples.samples == 0:
+        raise UserError(f"{spec.events}: no session with two page views, so nothing to recommend after")
+    if prefixes.known_views == 0:
+        progress(f"warning: no item of {spec.events.name} is in the vocabulary of {manifest.root} "
+                 "(prepared from another log?); every page is the OOV page")
+    return prefixes
+
+
+def write_prefix_rows(prefixes: Prefixes, manifest: Manifest, window: int, folder: Path, rows_per_chunk: int,
+                      progress: Progress) -> PrefixRows:
+    """Write the rows of `prefixes` for `window` into `folder`: `prepare`'s HDF5 layout,
+    `rows_per_chunk` rows a file."""
+    spec = WindowFiles(window, manifest.pages, manifest.items, manifest.dwell, 1, manifest.compress)
+    spec = dataclasses.replace(spec, file_bytes=max(1, rows_per_chunk) * spec.row_bytes)
+    splits = {name: _no_samples() for name in SPLITS}
+    splits["test"] = prefixes.samples
+    index = write_window(splits, prefixes.user_items.astype(np.int64), folder, spec, progress)
+    chunks = []
+    for number, name in enumerate(index["files"]["test"]):
+        listing = folder / _CHUNK_LIST.format(number)
+        listing.write_text(f"{(folder / name).resolve()}\n")
+        chunks.append(listing)
+    return PrefixRows(prefixes, chunks)
+
+
+def _no_samples() -> SplitSamples:
+    empty = np.zeros(0, dtype=np.int64)
+    return SplitSamples(np.zeros(0, np.int32), np.zeros(0, np.float32), empty, empty, np.zeros(0, np.int32),
+                        empty, empty)
+
+
+@dataclass(frozen=True)
+class NextViews:
+    """The view to predict at every position of every session of a log."""
+
+    session: list[str]  # the session's id in the log
+    position: Ints  # p: the target is the session's view p + 1
+    item: list[str]  # the target's item id in the log
+    sessions: int  # sessions with at least one position
+
+
+def read_next_views(spec: LogSpec, progress: Progress) -> NextViews:
+    """The targets of `spec`'s log in session-rec's order (sessions sorted, then time)."""
+    if spec.given_splits:
+        raise UserError("score reads one log; --valid-log/--test-log belong to prepare")
+    log = read_log(spec, progress)
+    sort_log(log)
+    views = np.flatnonzero(log.kind == VIEW)
+    session = log.session[views]
+    first = np.r_[True, session[1:] != session[:-1]]
+    position = np.arange(len(views)) - np.maximum.accumulate(np.where(first, np.arange(len(views)), 0))
+    targets = views[~first]
+    return NextViews(_names(log.session[targets], log.session_names), position[~first] - 1,
+                     _names(log.item[targets], log.item_names), len(np.unique(log.session[targets])))
+
+
+def _names(values: Ints, names: list[str] | None) -> list[str]:
+    if names is None:
+        return [str(v) for v in values.tolist()]
+    return [names[code] for code in values.tolist()]
+
