@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,9 @@ def _spec(log: Path, log_format: str, columns: str | None, delimiter: str | None
 @click.command("recommend")
 @click.argument("run", required=False, type=click.Path(file_okay=False, path_type=Path))
 @_log_options
+@click.option("--buys", type=_FILE, help="Purchases file of --log, as prepare takes it (purchases end a page's "
+              "dwell and make the user's history).")
+@click.option("--users", type=_FILE, help="CSV with columns session,user for --log, as prepare takes it.")
 @click.option("-k", "k", type=click.IntRange(1), default=20, show_default=True, help="Items per list.")
 @click.option("-o", "--output", type=_FILE, required=True, help="CSV file to write (replaced when complete).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
@@ -65,10 +69,12 @@ def _spec(log: Path, log_format: str, columns: str | None, delimiter: str | None
 @click.option("--sknn-sample", "sknn_sample", type=int, default=500, show_default=True,
               help="SKNN and V-SKNN: candidate sessions, as in `evaluate`.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def recommend_command(run: Path | None, log: Path, log_format: str, columns: str | None, delimiter: str | None,
-                      time_unit: str | None, k: int, output: Path, data: Path | None, model: str,
-                      candidate: str | None, deploy: Path | None, weights: Path | None, window: int | None,
-                      mode: str, shrink: float, sknn_k: int, sknn_sample: int, quiet: bool) -> None:
+def recommend_command(
+    run: Path | None, log: Path, log_format: str, columns: str | None, delimiter: str | None, time_unit: str | None,
+    buys: Path | None, users: Path | None, k: int, output: Path, data: Path | None, model: str,
+    candidate: str | None, deploy: Path | None, weights: Path | None, window: int | None, mode: str, shrink: float,
+    sknn_k: int, sknn_sample: int, quiet: bool,
+) -> None:
     """Top-K items after every prefix of every session of --log, in session-rec's CSV layout
     (SessionId;Position;Recommendations;Scores; position p: after the first p+1 page views).
 
@@ -80,7 +86,7 @@ def recommend_command(run: Path | None, log: Path, log_format: str, columns: str
     from drnngen.evaluation.recommend import recommend
 
     check_sknn_options(sknn_k, sknn_sample)
-    spec = _spec(log, log_format, columns, delimiter, time_unit)
+    spec = dataclasses.replace(_spec(log, log_format, columns, delimiter, time_unit), buys=buys, users=users)
     dataset = data or _dataset_of(run)
     scorer = _scorer(model, run, candidate, deploy, weights, window, mode, (shrink, sknn_k, sknn_sample))
     report = recommend(spec, dataset, scorer, k, output, ProgressLines(quiet))

@@ -62,6 +62,7 @@ def write_prefix_rows(prefixes: Prefixes, manifest: Manifest, window: int, folde
     `rows_per_chunk` rows a file."""
     spec = WindowFiles(window, manifest.pages, manifest.items, manifest.dwell, 1, manifest.compress)
     spec = dataclasses.replace(spec, file_bytes=max(1, rows_per_chunk) * spec.row_bytes)
+    folder.mkdir(parents=True, exist_ok=True)
     splits = {name: _no_samples() for name in SPLITS}
     splits["test"] = prefixes.samples
     index = write_window(splits, prefixes.user_items.astype(np.int64), folder, spec, progress)

@@ -1,0 +1,264 @@
+"""`drnngen recommend` and `drnngen score` without Caffe: recommend's input rows are prepare's
+rows, the CSV is session-rec's, score is session-rec's HitRate/MRR, and with one scoring
+function recommend + score give evaluate's Recall@K and MRR@K (the net's test with real
+Caffe is tests/test_recommend_caffe.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from click.testing import CliRunner
+
+from drnngen.bind import bind_dataset
+from drnngen.cli import cli
+from drnngen.codegen.build import DEPLOY, generate
+from drnngen.codegen.config import load_config
+from drnngen.data.manifest import load_manifest
+from drnngen.data.prefixes import read_prefixes, write_prefix_rows
+from drnngen.data.readers import LogSpec
+from drnngen.data.sessions import BuildOptions
+from drnngen.evaluation import recommend as recommend_module
+from drnngen.evaluation.compare import hdf5_files
+from drnngen.evaluation.evaluate import NetUnderTest, evaluate_net
+from drnngen.evaluation.recommend import HEADER, NetScorer, recommend, top_k
+from drnngen.evaluation.score import read_lists, score
+from tests.data_support import quiet, read_split, run_prepare, synth_log, yoochoose_spec
+from tests.test_data_splits import session_rec_trio, write_tsv
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "small.yaml"
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _rows(list_files: list[Path]) -> dict[str, np.ndarray]:
+    parts = [read_split(path) for path in list_files]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _flat(rows: dict[str, np.ndarray], keep: npt.NDArray[np.bool_] | None = None) -> list[bytes]:
+    """Each row as the bytes of all its datasets (every dataset of the layout, whatever it is)."""
+    names = sorted(rows)
+    n = len(rows["label"])
+    matrix = np.concatenate([rows[name].reshape(n, -1) for name in names], axis=1)
+    return [row.tobytes() for row in (matrix if keep is None else matrix[keep])]
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A session-rec-style trio and its dataset (next-item, window 3, every item a class)."""
+    root = tmp_path_factory.mktemp("trio")
+    session_rec_trio(root, seed=4)
+    spec = LogSpec("gru4rec", root / "shop_train_tr.txt", valid=root / "shop_train_valid.txt",
+                   test=root / "shop_test.txt")
+    run_prepare(spec, root / "data", build=BuildOptions(target="next-item", max_items=100), window=3)
+    return root, root / "data"
+
+
+def test_recommend_rows_are_prepare_rows_on_the_same_log(tmp_path: Path) -> None:
+    """One log with purchases and users: every sample prepare makes of it (every split) is a
+    row recommend makes, byte for byte (window, dwell, history, user items, OOV pages, label)."""
+    log = synth_log(tmp_path / "log", sessions=300, seed=3, items=80)
+    spec = yoochoose_spec(log)
+    report = run_prepare(spec, tmp_path / "data", build=BuildOptions(target="next-item", max_pages=40,
+                                                                      max_items=30), window=3)
+    manifest = report.manifest
+    prepared = [r for split in ("train", "val", "test") for r in _flat(read_split(report.sources[split]))]
+    prefixes = read_prefixes(spec, manifest, quiet)
+    rows = _rows(write_prefix_rows(prefixes, manifest, 3, tmp_path / "rows", 50, quiet).chunks)
+    labelled = rows["label"] >= 0
+    assert 0 < len(prepared) == int(labelled.sum()) < len(labelled)  # some next views are no class
+    assert Counter(_flat(rows, labelled)) == Counter(prepared)
+    assert np.any(rows["history"] > 0) and np.any(rows["user_items"] > 0) and np.any(rows["page_0"] == 1)
+
+
+def test_recommend_rows_on_the_test_file_are_prepare_s_test_rows(trio: tuple[Path, Path], tmp_path: Path) -> None:
+    root, data = trio
+    manifest = load_manifest(data)
+    prefixes = read_prefixes(LogSpec("gru4rec", root / "shop_test.txt"), manifest, quiet)
+    rows = _rows(write_prefix_rows(prefixes, manifest, 3, tmp_path, 10_000, quiet).chunks)
+    expected = read_split(manifest.sources(3)["test"])
+    assert sorted(rows) == sorted(expected)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(rows[name], values, err_msg=name)  # same rows, same order
+
+
+def _fake_net(data: Path, tmp_path: Path) -> tuple[NetUnderTest, Any]:
+    """A deploy net for the dataset, and a deterministic stand-in for Caffe's scores: a fixed
+    function of each row's inputs, so equal rows get equal scores."""
+    cfg = bind_dataset(load_config(EXAMPLE), data)
+    (tmp_path / DEPLOY).write_text(generate(cfg)[DEPLOY])
+    (tmp_path / "model.caffemodel").write_bytes(b"unused")
+    items = load_manifest(data).items
+    mix = np.random.default_rng(0).normal(size=(2 * cfg.model.states, items))
+
+    def scores_of(deploy: Path, weights: Path, sources: Path, blob: str) -> npt.NDArray[Any]:
+        rows = read_split(sources)
+        inputs = np.stack([rows[f"page_{t}"] for t in range(cfg.model.states)]
+                          + [rows[f"dwell_{t}"].ravel() for t in range(cfg.model.states)], axis=1)
+        return np.sin(inputs @ mix).astype(np.float32)
+
+    return NetUnderTest(tmp_path / DEPLOY, tmp_path / "model.caffemodel", {}), scores_of
+
+
+def test_recommend_and_score_give_evaluate_s_recall_and_mrr(trio: tuple[Path, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    root, data = trio
+    net, scores_of = _fake_net(data, tmp_path)
+    monkeypatch.setattr(recommend_module, "SCORE_BYTES", 4 * 40 * 7)  # 7 rows a chunk: many chunks
+    test_log = LogSpec("gru4rec", root / "shop_test.txt")
+    scorer = NetScorer(net, load_manifest(data).items, scores_of=scores_of)
+    report = recommend(test_log, data, scorer, 20, tmp_path / "recs.csv", quiet)
+    assert report.rows == load_manifest(data).test_samples
+    ours = score(tmp_path / "recs.csv", test_log, "5,20", quiet)
+    theirs = evaluate_net(net, data, "5,20", scores_of=scores_of).results["DRNN"]
+    assert ours.positions == theirs.samples
+    for k in (5, 20):
+        assert ours.hit_rate[k] == pytest.approx(theirs.recall[k], abs=1e-12)
+        assert ours.mrr[k] == pytest.approx(theirs.mrr[k], abs=1e-12)
+    assert 0 < ours.hit_rate[5] < ours.hit_rate[20] < 1
+
+
+def test_the_csv_is_session_rec_s_layout(trio: tuple[Path, Path], tmp_path: Path) -> None:
+    root, data = trio
+    code, out, err = _run("recommend", "--model", "POP", "--data", str(data), "--log", str(root / "shop_test.txt"),
+                          "-k", "7", "-o", str(tmp_path / "pop.csv"), "-q")
+    assert code == 0, err
+    lines = (tmp_path / "pop.csv").read_text().splitlines()
+    assert lines[0] == HEADER == "SessionId;Position;Recommendations;Scores"
+    lengths = Counter(line.split("\t")[0] for line in (root / "shop_test.txt").read_text().splitlines()[1:])
+    assert len(lines) - 1 == sum(n - 1 for n in lengths.values())
+    assert f"wrote {tmp_path / 'pop.csv'}: {len(lines) - 1:,} lists of 7 items (POP)" in out
+    seen: dict[str, list[int]] = {}
+    for line in lines[1:]:
+        session, position, items, scores = line.split(";")
+        seen.setdefault(session, []).append(int(position))
+        values = [float(v) for v in scores.split(",")]
+        assert len(items.split(",")) == len(values) == 7 and values == sorted(values, reverse=True)
+        assert items == lines[1].split(";")[2]  # POP: one list for all
+    assert {s: len(p) for s, p in seen.items()} == {s: n - 1 for s, n in lengths.items()}
+    assert all(p == list(range(len(p))) for p in seen.values())  # positions 0 … L-2
+    assert read_lists(tmp_path / "pop.csv")[(lines[1].split(";")[0], 0)] == lines[1].split(";")[2].split(",")
+
+
+@pytest.mark.parametrize("model", ["S-POP", "item-kNN", "SKNN", "V-SKNN"])
+def test_every_baseline_writes_a_list_file_that_scores(trio: tuple[Path, Path], tmp_path: Path, model: str) -> None:
+    root, data = trio
+    recs = tmp_path / "recs.csv"
+    code, _, err = _run("recommend", "--model", model, "--data", str(data), "--log", str(root / "shop_test.txt"),
+                        "-o", str(recs), "-q")
+    assert code == 0, err
+    code, out, err = _run("score", str(recs), "--log", str(root / "shop_test.txt"), "-k", "20", "-q")
+    assert code == 0, err
+    assert "HR@K" in out and out.splitlines()[2].split()[0] == "20"
+
+
+def test_top_k_orders_ties_by_index_and_nan_last() -> None:
+    scores = np.array([[0.1, np.nan, 0.5, 0.5, 0.2], [1, 2, 3, 4, 5]], dtype=np.float32)
+    top, values = top_k(scores, 3)
+    assert top.tolist() == [[2, 3, 4], [4, 3, 2]]
+    assert values[0].tolist() == pytest.approx([0.5, 0.5, 0.2])
+    top, _ = top_k(scores, 9)
+    assert top.tolist() == [[2, 3, 4, 0, 1], [4, 3, 2, 1, 0]]
+
+
+# --- score ----------------------------------------------------------------------------------
+
+
+def _log(tmp_path: Path) -> Path:
+    # session 1: a b c d (targets b c d at positions 0 1 2); session 2: e a (target a at 0); session 3: one view
+    return write_tsv(tmp_path / "t.tsv", [(1, 1, 0), (1, 2, 1), (1, 3, 2), (1, 4, 3), (2, 5, 9), (2, 1, 10),
+                                           (3, 7, 20)])
+
+
+RECS = [HEADER, "1;0;2,9;0.9,0.1", "1;1;9,8,3;0.5,0.4,0.3", "1;2;9,8;0.5,0.4", "2;0;5,6,7,1;4,3,2,1"]
+
+
+def test_score_is_session_rec_s_hit_rate_and_mrr(tmp_path: Path) -> None:
+    (tmp_path / "recs.csv").write_text("\n".join(RECS) + "\n")
+    result = score(tmp_path / "recs.csv", LogSpec("gru4rec", _log(tmp_path)), "1,3,20", quiet)
+    # places: 1, 3, miss, 4
+    assert result.positions == 4 and result.sessions == 2
+    assert result.hit_rate == {1: 0.25, 3: 0.5, 20: 0.75}
+    assert result.mrr == pytest.approx({1: 0.25, 3: (1 + 1 / 3) / 4, 20: (1 + 1 / 3 + 1 / 4) / 4})
+    code, out, _ = _run("score", str(tmp_path / "recs.csv"), "--log", str(tmp_path / "t.tsv"), "-k", "3", "-q")
+    assert code == 0 and "4 positions in 2 sessions" in out and "0.5000    0.3333" in out
+
+
+@pytest.mark.parametrize(
+    ("recs", "message"),
+    [
+        (["SessionId;Recommendations;Scores", "1;0;1;1"], "expected session-rec's header"),
+        ([HEADER, *RECS[1:3], "1;2;9"], ":4: 3 fields, the header has 4"),
+        ([HEADER, *RECS[1:], "1;x;1;1"], "Position must be a whole number"),
+        ([HEADER, *RECS[1:], "1;0;1;1"], "a second row for session 1 position 0"),
+        ([HEADER, *RECS[1:3], RECS[4]], "no list for session 1 position 2"),
+        ([*RECS, "3;0;1;1"], "session 3 position 0 is not a position of"),
+        ([HEADER, *RECS[1:], "2;1;1,2;1"], "2 recommendations but a different number of scores"),
+    ],
+)
+def test_a_malformed_or_foreign_list_file_is_one_line(tmp_path: Path, recs: list[str], message: str) -> None:
+    (tmp_path / "recs.csv").write_text("\n".join(recs) + "\n")
+    code, _, err = _run("score", str(tmp_path / "recs.csv"), "--log", str(_log(tmp_path)), "-q")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_score_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
+    code, _, err = _run("score", str(tmp_path / "none.csv"), "--log", str(_log(tmp_path)), "-q")
+    assert code == 2 and err.count("\n") == 1 and "none.csv: cannot read" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--log", "{log}", "-o", "{out}"], "--data: name the prepared dataset"),
+        (["--log", "{log}", "-o", "{out}", "--data", "{data}"], "give RUN (a tuning run folder)"),
+        (["--log", "{log}", "-o", "{out}", "--data", "{data}", "--deploy", "{log}"], "--deploy and --weights go"),
+        (["--log", "{log}", "-o", "{log}", "--data", "{data}", "--model", "POP"], "is an input of this command"),
+        (["--log", "{log}", "-o", "{data}", "--data", "{data}", "--model", "POP"], "is a directory"),
+        (["--log", "{log}", "-o", "{out}", "--data", "{data}", "--model", "POP", "--deploy", "{log}"],
+         "is a baseline"),
+        (["--log", "{missing}", "-o", "{out}", "--data", "{data}", "--model", "POP"], "missing.txt"),
+        (["--log", "{log}", "-o", "{out}", "--data", "{missing}", "--model", "POP"], "no manifest.json"),
+        (["--log", "{log}", "-o", "{out}", "--data", "{data}", "--model", "POP", "--format", "otto"], "t.tsv"),
+    ],
+)
+def test_bad_recommend_input_is_one_line(trio: tuple[Path, Path], tmp_path: Path, args: list[str],
+                                         message: str) -> None:
+    _, data = trio
+    names = {"log": _log(tmp_path), "out": tmp_path / "recs.csv", "data": data, "missing": tmp_path / "missing.txt"}
+    code, _, err = _run("recommend", *[a.format(**names) for a in args], "-q")
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "recs.csv").exists()
+
+
+def test_a_failing_model_leaves_the_old_list_file(trio: tuple[Path, Path], tmp_path: Path) -> None:
+    root, data = trio
+    net, _ = _fake_net(data, tmp_path)
+    (tmp_path / "recs.csv").write_text("old\n")
+
+    def broken(*_: object) -> npt.NDArray[Any]:
+        return np.zeros((3, 2), dtype=np.float32)  # the wrong width: another dataset's net
+
+    scorer = NetScorer(net, load_manifest(data).items, scores_of=broken)
+    with pytest.raises(Exception, match="the net scores 2 items"):
+        recommend(LogSpec("gru4rec", root / "shop_test.txt"), data, scorer, 20, tmp_path / "recs.csv", quiet)
+    assert (tmp_path / "recs.csv").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([DEPLOY, "model.caffemodel", "recs.csv"])
+
+
+def test_hdf5_rows_of_each_chunk_are_one_file(trio: tuple[Path, Path], tmp_path: Path) -> None:
+    root, data = trio
+    manifest = load_manifest(data)
+    prefixes = read_prefixes(LogSpec("gru4rec", root / "shop_test.txt"), manifest, quiet)
+    chunks = write_prefix_rows(prefixes, manifest, 2, tmp_path, 16, quiet).chunks
+    assert len(chunks) == -(-prefixes.samples.samples // 16)
+    assert all(len(hdf5_files(chunk)) == 1 for chunk in chunks)
