@@ -114,9 +114,9 @@ def test_min_session_length_drops_sessions_left_short(tmp_path: Path) -> None:
 
 
 def session_rec_filter(events: list[Event], min_support: int, min_length: int) -> list[Event]:
-    """session-rec's / GRU4Rec's `filter_data`, restated in plain Python: sessions of one event
-    go (session-rec writes `> 1`: its min_length is 2), then items under the support, then
-    sessions under the length."""
+    """session-rec's `filter_data` (preprocessing/preprocess_rsc15.py), restated in plain Python:
+    sessions under the length go, then items under the support, then sessions left under the
+    length (GRU4Rec's preprocess.py does the same with the length 2)."""
     def by_length(rows: list[Event]) -> list[Event]:
         lengths = Counter(s for s, _, _ in rows)
         return [e for e in rows if lengths[e[0]] >= min_length]
