@@ -15,42 +15,12 @@ from drnngen.cli import cli
 from drnngen.data.readers import LogSpec, read_log
 from drnngen.data.sessions import BuildOptions
 from drnngen.errors import UserError
-from tests.data_support import quiet, read_split, run_prepare
-
-Event = tuple[int, int, int]  # session, item, time
+from tests.data_support import Event, quiet, read_split, run_prepare, session_rec_trio, write_tsv
 
 
 def _run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, list(args))
     return result.exit_code, result.stdout, result.stderr
-
-
-def write_tsv(path: Path, events: list[Event], header: str = "SessionId\tItemId\tTime") -> Path:
-    path.write_text(header + "\n" + "".join(f"{s}\t{i}\t{t}\n" for s, i, t in events))
-    return path
-
-
-def session_rec_trio(folder: Path, seed: int = 0) -> dict[str, list[Event]]:
-    """Events like session-rec's preprocessing writes them (GRU4Rec's TSV layout): every session
-    of at least 2 events, validation and test items all seen in train, later sessions later."""
-    rng = np.random.default_rng(seed)
-    events: dict[str, list[Event]] = {}
-    session = 1000
-    for name, count, items in (("train", 150, 40), ("valid", 30, 25), ("test", 40, 25)):
-        events[name] = []
-        for _ in range(count):
-            session += 1
-            start = 1_400_000_000 + session * 600
-            for j in range(int(rng.integers(2, 7))):
-                events[name].append((session, 5000 + int(rng.integers(0, items)), start + 20 * j))
-    # every train item at least 5 times, so session-rec's filters keep the files as they are
-    for item in range(5000, 5040):
-        for j in range(5):
-            events["train"].append((90_000 + item, item, 1_400_000_000 + j))
-            events["train"].append((90_000 + item, 5000, 1_400_000_000 + j + 1))
-    for name, suffix in (("train", "train_tr"), ("valid", "train_valid"), ("test", "test")):
-        write_tsv(folder / f"shop_{suffix}.txt", events[name])
-    return events
 
 
 def _trio_args(folder: Path) -> list[str]:

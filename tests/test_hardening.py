@@ -242,6 +242,14 @@ CLICK_MISTAKES: dict[str, tuple[list[str], str]] = {
     "report_missing_run": (["report"], "'RUN'"),
     "report_output_is_a_file": (["report", "{dir}", "-o", "{file}"], "'--output'"),
     "doctor_bad_mode": (["doctor", "--mode", "tpu"], "'--mode'"),
+    "recommend_missing_log": (["recommend", "{dir}", "-o", "{dir}/recs.csv"], "'--log'"),
+    "recommend_k_zero": (["recommend", "{dir}", "--log", "{file}", "-k", "0", "-o", "{dir}/r.csv"], "'-k'"),
+    "recommend_bad_model": (["recommend", "{dir}", "--log", "{file}", "--model", "GRU", "-o", "{dir}/r.csv"],
+                            "'--model'"),
+    "score_missing_log": (["score", "{file}"], "'--log'"),
+    "score_recs_is_a_folder": (["score", "{dir}", "--log", "{file}"], "'RECS'"),
+    "prepare_min_support_zero": (["prepare", "{file}", "--min-item-support", "0", "-o", "{dir}/d"],
+                                 "'--min-item-support'"),
 }
 
 
@@ -274,7 +282,7 @@ def test_an_unreadable_config_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["", "build", "draw", "prepare", "synth", "tune", "best", "evaluate", "report",
-                                     "doctor"])
+                                     "doctor", "recommend", "score"])
 def test_help_still_prints_the_help(command: str) -> None:
     result = _run(*([command] if command else []), "--help")
     assert result.exit_code == 0 and result.stdout.startswith("Usage: ") and result.stderr == ""

@@ -27,8 +27,7 @@ from drnngen.evaluation.compare import hdf5_files
 from drnngen.evaluation.evaluate import NetUnderTest, evaluate_net
 from drnngen.evaluation.recommend import HEADER, NetScorer, recommend, top_k
 from drnngen.evaluation.score import read_lists, score
-from tests.data_support import quiet, read_split, run_prepare, synth_log, yoochoose_spec
-from tests.test_data_splits import session_rec_trio, write_tsv
+from tests.data_support import quiet, read_split, run_prepare, session_rec_trio, synth_log, write_tsv, yoochoose_spec
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "small.yaml"
 

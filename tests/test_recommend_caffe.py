@@ -25,8 +25,7 @@ from drnngen.tuner.fitness import Outcome
 from drnngen.tuner.ledger import Ledger
 from drnngen.tuner.params import TuneParams
 from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
-from tests.data_support import quiet, run_prepare
-from tests.test_data_splits import session_rec_trio
+from tests.data_support import quiet, run_prepare, session_rec_trio
 
 pytestmark = pytest.mark.caffe
 

@@ -3,7 +3,8 @@
 Modules, in pipeline order: `textscan` and `otto` (vectorised parsing), `readers` (formats →
 `EventLog`), `sessions` (sort, split, vocabularies, dwell, samples), `store` (the
 window-independent samples), `windows` (per-window HDF5 files), `manifest` (the dataset
-and its window cache), `prepare` (the whole conversion), `synth` (synthetic logs).
+and its window cache), `prepare` (the whole conversion), `prefixes` (a log's prefixes as rows of a
+prepared dataset, for `recommend` and `score`), `synth` (synthetic logs).
 """
 
 from drnngen.data.manifest import Manifest, load_manifest
