@@ -63,7 +63,7 @@ def write_prefix_rows(prefixes: Prefixes, manifest: Manifest, window: int, folde
     spec = WindowFiles(window, manifest.pages, manifest.items, manifest.dwell, 1, manifest.compress)
     spec = dataclasses.replace(spec, file_bytes=max(1, rows_per_chunk) * spec.row_bytes)
     folder.mkdir(parents=True, exist_ok=True)
-    splits = {name: _no_samples() for name in SPLITS}
+    splits = {name: _no_samples(prefixes.samples) for name in SPLITS}
     splits["test"] = prefixes.samples
     index = write_window(splits, prefixes.user_items.astype(np.int64), folder, spec, progress)
     chunks = []
@@ -74,10 +74,11 @@ def write_prefix_rows(prefixes: Prefixes, manifest: Manifest, window: int, folde
     return PrefixRows(prefixes, chunks)
 
 
-def _no_samples() -> SplitSamples:
-    empty = np.zeros(0, dtype=np.int64)
-    return SplitSamples(np.zeros(0, np.int32), np.zeros(0, np.float32), empty, empty, np.zeros(0, np.int32),
-                        empty, empty)
+def _no_samples(like: SplitSamples) -> SplitSamples:
+    """A split of no samples, shaped like `like` (whatever arrays the store's layout holds)."""
+    none = np.zeros(0, dtype=np.int64)
+    return dataclasses.replace(like, start=none, end=none, label=np.zeros(0, np.int32), ui_lo=none, ui_hi=none,
+                               counts={})
 
 
 @dataclass(frozen=True)

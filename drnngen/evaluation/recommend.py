@@ -165,14 +165,17 @@ def _write_lists(out: IO[str], rows: PrefixRows, model: Scorer, item_ids: npt.ND
 def top_k(scores: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.int64], FloatArray]:
     """Per row, the indices and scores of the `k` best items (all when fewer), best first;
     equal scores in index order, a NaN score (a diverged net) last."""
-    matrix = np.asarray(scores, dtype=np.float64)
-    matrix = np.where(np.isnan(matrix), -np.inf, matrix)
+    matrix = np.asarray(scores)
+    if matrix.dtype.kind != "f":  # float32 scores stay as they are: no [rows, N] float64 copy
+        matrix = matrix.astype(np.float64)
+    if np.isnan(matrix).any():
+        matrix = np.where(np.isnan(matrix), -np.inf, matrix)
     keep = min(k, matrix.shape[1])
     if keep < matrix.shape[1]:
         picked = np.argpartition(-matrix, keep - 1, axis=1)[:, :keep]
     else:
         picked = np.broadcast_to(np.arange(matrix.shape[1]), matrix.shape).copy()
-    values = np.take_along_axis(matrix, picked, axis=1)
+    values = np.take_along_axis(matrix, picked, axis=1).astype(np.float64)
     order = np.lexsort((picked, -values), axis=-1)
     return np.take_along_axis(picked, order, axis=1).astype(np.int64), np.take_along_axis(values, order, axis=1)
 
