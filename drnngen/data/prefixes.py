@@ -23,7 +23,7 @@ from drnngen.data.manifest import Manifest
 from drnngen.data.readers import LogSpec, read_log
 from drnngen.data.sessions import SPLITS, Prefixes, SplitSamples, prefix_samples, sort_log
 from drnngen.data.textscan import Ints
-from drnngen.data.windows import WindowFiles, write_window
+from drnngen.data.windows import write_window
 from drnngen.errors import UserError
 
 Progress = Callable[[str], None]
@@ -60,7 +60,7 @@ def write_prefix_rows(prefixes: Prefixes, manifest: Manifest, window: int, folde
                       progress: Progress) -> PrefixRows:
     """Write the rows of `prefixes` for `window` into `folder`: `prepare`'s HDF5 layout,
     `rows_per_chunk` rows a file."""
-    spec = WindowFiles(window, manifest.pages, manifest.items, manifest.dwell, 1, manifest.compress)
+    spec = manifest.window_files(window)
     spec = dataclasses.replace(spec, file_bytes=max(1, rows_per_chunk) * spec.row_bytes)
     folder.mkdir(parents=True, exist_ok=True)
     splits = {name: _no_samples(prefixes.samples) for name in SPLITS}

@@ -187,8 +187,9 @@ def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]
     keep = np.ones(len(log), dtype=np.bool_)
     keep &= ~train | _long_sessions(log, keep & train, options.min_session_length)
     if options.min_item_support > 1:
-        support = np.bincount(dense_codes(log.item)[0], weights=keep & train)
-        keep &= ~train | (support[dense_codes(log.item)[0]] >= options.min_item_support)
+        item, _ = dense_codes(log.item)
+        support = np.bincount(item, weights=keep & train)
+        keep &= ~train | (support[item] >= options.min_item_support)
     keep &= ~train | _long_sessions(log, keep & train, options.min_session_length)
     unseen = np.zeros(len(log), dtype=np.bool_)
     if given is not None:
