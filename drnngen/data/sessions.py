@@ -184,23 +184,21 @@ def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]
     given = log.split
     read = _split_tallies(log)
     train = np.ones(len(log), dtype=np.bool_) if given is None else given == 0
-    keep = np.ones(len(log), dtype=np.bool_)
-    keep &= ~train | _long_sessions(log, keep & train, options.min_session_length)
-    if options.min_item_support > 1:
-        item, _ = dense_codes(log.item)
-        support = np.bincount(item, weights=keep & train)
-        keep &= ~train | (support[item] >= options.min_item_support)
-    keep &= ~train | _long_sessions(log, keep & train, options.min_session_length)
-    unseen = np.zeros(len(log), dtype=np.bool_)
-    if given is not None:
+    keep = _session_rec_filter(log, train, options)
+    dropped_unseen = np.zeros(len(SPLITS), dtype=np.int64)
+    if given is not None:  # session-rec's loader: test items must be train items
         unseen = ~train & ~np.isin(log.item, log.item[keep & train])
         keep &= ~unseen
         keep &= train | _long_sessions(log, keep & ~train, options.min_session_length)
-    if given is None:
+        dropped_unseen = np.bincount(given[unseen], minlength=len(SPLITS))
+    if not keep.all():  # no copy of a log nothing was filtered from
         log.keep(keep)
-        return {}
-    dropped_unseen = np.bincount(given[unseen], minlength=len(SPLITS))
-    log.keep(keep)
+    return {} if given is None else _given_split_counts(log, read, dropped_unseen, options)
+
+
+def _given_split_counts(log: EventLog, read: dict[str, dict[str, int]], dropped_unseen: Ints,
+                        options: BuildOptions) -> dict[str, dict[str, int]]:
+    """The manifest's counts of each given split; a one-line UserError for a split left empty."""
     after = _split_tallies(log)
     for name in SPLITS:
         if after[name]["events"] == 0:
@@ -215,6 +213,18 @@ def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]
                    - int(dropped_unseen[split]),
                    "events": after[name]["events"]}
             for split, name in enumerate(SPLITS)}
+
+
+def _session_rec_filter(log: EventLog, train: Mask, options: BuildOptions) -> Mask:
+    """session-rec's `filter_data` on the `train` events (others kept): short sessions, then
+    rare items (support counted over train), then sessions left short."""
+    keep = ~train | _long_sessions(log, train, options.min_session_length)
+    if options.min_item_support > 1:
+        item, _ = dense_codes(log.item)
+        support = np.bincount(item, weights=keep & train)
+        keep &= ~train | (support[item] >= options.min_item_support)
+    keep &= ~train | _long_sessions(log, keep & train, options.min_session_length)
+    return keep
 
 
 def _split_tallies(log: EventLog) -> dict[str, dict[str, int]]:
