@@ -5,6 +5,8 @@ Caffe is tests/test_recommend_caffe.py)."""
 
 from __future__ import annotations
 
+import errno
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from drnngen.evaluation.evaluate import NetUnderTest, evaluate_net
 from drnngen.evaluation.recommend import HEADER, NetScorer, recommend, top_k
 from drnngen.evaluation.score import read_lists, score
 from tests.data_support import quiet, read_split, run_prepare, session_rec_trio, synth_log, write_tsv, yoochoose_spec
+from tests.fault_support import fill_disk_at
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "small.yaml"
 
@@ -261,3 +264,23 @@ def test_hdf5_rows_of_each_chunk_are_one_file(trio: tuple[Path, Path], tmp_path:
     chunks = write_prefix_rows(prefixes, manifest, 2, tmp_path, 16, quiet).chunks
     assert len(chunks) == -(-prefixes.samples.samples // 16)
     assert all(len(hdf5_files(chunk)) == 1 for chunk in chunks)
+
+
+@pytest.mark.parametrize("where", ["opening", "writing"])
+def test_a_full_disk_leaves_the_old_list_file(trio: tuple[Path, Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    root, data = trio
+    out = tmp_path / "recs.csv"
+    out.write_text("old\n")
+    if where == "opening":
+        fill_disk_at(monkeypatch, 1)  # the staged list file's
+    else:
+        def filling(handle: Any, *_: object) -> int:
+            handle.write("1;0;1;1\n" * 100)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(recommend_module, "_write_lists", filling)
+    code, _, err = _run("recommend", "--model", "POP", "--data", str(data), "--log", str(root / "shop_test.txt"),
+                        "-o", str(out), "-q")
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err, err
+    assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["recs.csv"]

@@ -153,6 +153,8 @@ def _write_lists(out: IO[str], rows: PrefixRows, model: Scorer, item_ids: npt.ND
     for chunk in rows.chunks:
         for scores in model.scores(chunk):
             top, values = top_k(scores, k)
+            if done + len(top) > len(sessions):
+                raise UserError(f"{model.name} scored more rows than the {len(sessions):,} prefixes")
             ids = item_ids[top]
             text = np.char.mod("%.7g", values)
             for row in range(len(top)):
@@ -219,7 +221,11 @@ class _StagedFile:
             fd, self.name = tempfile.mkstemp(prefix=f".{self.target.name}.", dir=self.target.parent)
         except OSError as exc:
             raise UserError(f"{self.target}: cannot write ({exc.strerror})") from None
-        self.handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        try:
+            self.handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            Path(self.name).unlink(missing_ok=True)
+            raise UserError(f"{self.target}: cannot write ({exc.strerror}); nothing was changed") from None
         return self.handle
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
