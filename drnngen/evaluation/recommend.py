@@ -19,6 +19,7 @@ train split as `drnngen evaluate` fits them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -224,6 +225,8 @@ class _StagedFile:
         try:
             self.handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
         except OSError as exc:
+            with contextlib.suppress(OSError):  # closed already where fdopen closed it
+                os.close(fd)
             Path(self.name).unlink(missing_ok=True)
             raise UserError(f"{self.target}: cannot write ({exc.strerror}); nothing was changed") from None
         return self.handle
