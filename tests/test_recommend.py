@@ -78,7 +78,8 @@ def test_recommend_rows_are_prepare_rows_on_the_same_log(tmp_path: Path) -> None
     labelled = rows["label"] >= 0
     assert 0 < len(prepared) == int(labelled.sum()) < len(labelled)  # some next views are no class
     assert Counter(_flat(rows, labelled)) == Counter(prepared)
-    assert np.any(rows["history"] > 0) and np.any(rows["user_items"] > 0) and np.any(rows["page_0"] == 1)
+    # not vacuous: history and user items hold something (whatever the layout names them), OOV pages occur
+    assert all(np.any(values != 0) for values in rows.values()) and np.any(rows["page_0"] == 1)
 
 
 def test_recommend_rows_on_the_test_file_are_prepare_s_test_rows(trio: tuple[Path, Path], tmp_path: Path) -> None:
