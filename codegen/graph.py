@@ -476,18 +476,21 @@ def _history(cfg: DRNNConfig) -> list[Layer]:
 
 
 def _weighted_rows(cfg: DRNNConfig, name: str, pairs: tuple[str, str, int], table: tuple[str, int, int],
-                   top: str | None = None) -> list[Layer]:
+                   top: str | None = None, filler: dict[str, Any] | None = None) -> list[Layer]:
     """Σ_k weights[k] · table[ids[k]] per sample, [n, width], from ids and weights of
     shape [n, 1, K] (MODEL.md section 4.1): an Embed over the shared `table`
     ([n, 1, K, width]), a Scale by the weights in place, an average Pooling over the K
     rows (the weights come in multiplied by K, so the average is the sum), a Reshape.
-    `top` names the last blob (default `{name}_flat`)."""
+    `top` names the last blob (default `{name}_flat`), `filler` the table's (default the
+    config's weight filler)."""
     ids, weights, k = pairs
     param, rows, width = table
     fixed = param == REPEAT_MAP
+    if filler is None:
+        filler = _FIXED_FILLER if fixed else _weight_filler(cfg)
     embed = Layer(name, "Embed", (ids,), (name,), params=(Param(param, *(FIXED if fixed else WEIGHT)),),
                   settings={"embed_param": {"num_output": width, "input_dim": rows, "bias_term": False,
-                                            "weight_filler": _FIXED_FILLER if fixed else _weight_filler(cfg)}})
+                                            "weight_filler": filler}})
     scale = Layer(f"{name}_w", "Scale", (name, weights), (name,), settings={"scale_param": {"axis": 0}})
     pool = Layer(f"{name}_sum", "Pooling", (name,), (f"{name}_sum",),
                  settings={"pooling_param": {"pool": "AVE", "kernel_h": k, "kernel_w": 1}})
@@ -535,4 +538,8 @@ def _user_item_rows(cfg: DRNNConfig, width: int) -> list[Layer]:
     pad = Layer("fnn_pad", "Threshold", ("user_items",), ("fnn_pad",),
                 settings={"threshold_param": {"threshold": n - 0.5}})
     mask = _power("fnn_mask", "fnn_pad", -u, u)
-    return [pad, mask, *_weighted_rows(cfg, "fnn_items", ("user_items", "fnn_mask", u), ("fnn0", n + 1, width))]
+    filler = _weight_filler(cfg)
+    if filler["type"] in ("xavier", "msra"):  # scaled by N, as the dense [E_f, N] weight's fan-in is
+        filler = {**filler, "variance_norm": "FAN_OUT"}
+    return [pad, mask, *_weighted_rows(cfg, "fnn_items", ("user_items", "fnn_mask", u), ("fnn0", n + 1, width),
+                                       filler=filler)]

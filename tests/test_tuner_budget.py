@@ -142,7 +142,7 @@ def test_cell_gene_candidates_are_recorded_with_their_cell(tmp_path: Path, datas
     for row in rows:
         assert describe(row.genotype, space).endswith(f" cell={row.genotype[-1]}")
         net = (Path(row.folder or "") / "net.prototxt").read_text()
-        assert ('type: "Power"' in net) == (row.genotype[-1] == "gru")  # 1 − z: every gru state has an h
+        assert ('name: "s1_nz0"' in net) == (row.genotype[-1] == "gru")  # 1 − z: every gru state has an h
     # `make quality` reports the best candidate of each cell with its validation fitness
     from benchmarks.bench_quality import best_by_cell, cells_line
 
