@@ -370,6 +370,42 @@ def run_scores(job: Event, emit: Emit) -> None:
     emit({"event": "result"})
 
 
+# --- serve ------------------------------------------------------------------
+
+
+def _dense(spec: Event, blob: Any) -> np.ndarray:
+    """A request's input as the blob's dense array: sparse (index, value) pairs over the
+    flattened row, so a mostly-zero history row travels in a few bytes."""
+    values = np.zeros(int(np.prod(spec["shape"])), np.float32)
+    values[np.asarray(spec["index"], np.int64)] = np.asarray(spec["value"], np.float32)
+    return values.reshape(spec["shape"])
+
+
+def run_serve(job: Event, emit: Emit, requests: IO[str]) -> None:
+    """A long-lived deploy net: one request line in, one ``scores`` event out, until stdin
+    closes. The net is reshaped to each request's batch; ``blob`` rows come back."""
+    caffe = _caffe()
+    set_mode(job["mode"], job["gpu_id"])
+    net = caffe.Net(job["deploy"], caffe.TEST)
+    _require_weights_for(net, job["weights"])
+    net.copy_from(job["weights"])
+    _require_blobs(net, [job["blob"]], "deploy")
+    inputs = [str(name) for name in net.inputs]
+    emit({"event": "ready", "inputs": inputs})
+    for line in requests:
+        request = json.loads(line)
+        try:
+            for name in inputs:
+                values = _dense(request["inputs"][name], net.blobs[name])
+                net.blobs[name].reshape(*values.shape)
+                net.blobs[name].data[...] = values
+            net.reshape()
+            net.forward()
+            emit({"event": "scores", "rows": net.blobs[job["blob"]].data.tolist()})
+        except (KeyError, ValueError, IndexError) as exc:
+            emit({"event": "error", "message": _describe(exc)})
+
+
 # --- plumbing ---------------------------------------------------------------
 
 KINDS: dict[str, Callable[[Event, Emit], None]] = {
@@ -401,8 +437,12 @@ def main() -> int:
         events.write(json.dumps(event) + "\n")
         events.flush()
 
-    job = json.loads(sys.stdin.read())
+    # One job line; a `serve` job reads its requests from the lines after it.
+    job = json.loads(sys.stdin.readline())
     try:
+        if job["kind"] == "serve":
+            run_serve(job, emit, sys.stdin)
+            return 0
         KINDS[job["kind"]](job, emit)
     except Exception as exc:  # every Python failure is reported, none is lost
         emit({"event": "error", "message": _describe(exc)})
