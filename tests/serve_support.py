@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +71,54 @@ def replay(spec: LogSpec, split: tuple[float, float, float] = (0.6, 0.2, 0.2)) -
         event = Event(str(int(item[i])), float(time[i]), "purchase" if kind[i] == PURCHASE else "view",
                       None if u == MISSING_USER else f"u{u}")
         yield Replayed(str(s), event, rank[s], int(np.searchsorted(cuts, rank[s], side="right")))
+
+
+def call(method: str, url: str, body: object = None, headers: dict[str, str] | None = None,
+         raw: bytes | None = None) -> tuple[int, Any]:
+    """One HTTP request; (status, the JSON answer)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class ServerThread:
+    """A real uvicorn server for `app` on a free loopback port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+def wait_for(url: str, seconds: float = 120.0) -> None:
+    """Until GET url answers 200."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not come up"
+        time.sleep(0.1)

@@ -24,7 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "bind": {"codegen", "data"},
     "tuner": {"errors", "vocabulary", "safe_yaml", "codegen", "data", "bind", "runner"},
     "evaluation": {"errors", "vocabulary", "codegen", "data", "runner", "tuner"},
-    "cli": {"errors", "vocabulary", "safe_yaml", "codegen", "data", "bind", "runner", "tuner", "evaluation"},
+    "serving": {"errors", "vocabulary", "codegen", "data", "runner", "tuner", "evaluation"},
+    "cli": {"errors", "vocabulary", "safe_yaml", "codegen", "data", "bind", "runner", "tuner", "evaluation",
+            "serving"},
 }
 
 

@@ -15,6 +15,7 @@ from drnngen.cli.data import prepare_command, synth_command
 from drnngen.cli.doctor import doctor
 from drnngen.cli.evaluate import evaluate, report
 from drnngen.cli.recommend import recommend_command, score_command
+from drnngen.cli.serve import serve, update
 from drnngen.cli.tune import best, tune_command
 from drnngen.errors import EnvironmentProblem, UserError
 
@@ -79,7 +80,7 @@ def cli() -> None:
 
 
 for _command in (build, draw, doctor, evaluate, report, recommend_command, score_command, tune_command, best,
-                 prepare_command, synth_command):
+                 prepare_command, synth_command, serve, update):
     cli.add_command(_command)
 
 

@@ -55,7 +55,11 @@ def prefix_rows(prefixes: Sequence[Prefix], window: int, pages: int, items: int,
     """The sample rows (one per prefix, label 0) in the layout `prepare` writes."""
     page: list[int] = []
     theta: list[float] = []
-    start, end, ui_lo, ui_hi, user_items = [], [], [], [], []
+    start: list[int] = []
+    end: list[int] = []
+    ui_lo: list[int] = []
+    ui_hi: list[int] = []
+    user_items: list[int] = []
     for prefix in prefixes:
         older = sorted(prefix.history_theta)
         total = sum(prefix.history_theta[p] for p in older)
@@ -68,6 +72,8 @@ def prefix_rows(prefixes: Sequence[Prefix], window: int, pages: int, items: int,
         ui_lo.append(len(user_items))
         user_items.extend(prefix.user_items)
         ui_hi.append(len(user_items))
+    page.append(0)  # never a row's view: build_rows gathers (then masks) index 0 of empty prefixes
+    theta.append(0.0)
     ints = np.int64
     history_start = np.array(start, ints)
     window_start = history_start + np.array([len(p.history_theta) for p in prefixes], ints)
@@ -78,7 +84,7 @@ def prefix_rows(prefixes: Sequence[Prefix], window: int, pages: int, items: int,
     )
     _check_window(window_start, split.end, window)
     spec = WindowFiles(window, pages, items, dwell, file_bytes=1)
-    return build_rows(split, np.array(user_items, np.int32), (0, len(prefixes)), spec)
+    return build_rows(split, np.array(user_items, np.int64), (0, len(prefixes)), spec)
 
 
 def _check_window(window_start: np.ndarray, end: np.ndarray, window: int) -> None:

@@ -159,12 +159,23 @@ class RedisStore(StateStore):
         self._redis.close()
 
 
+def check_store_url(url: str) -> str:
+    """The store's kind, `sqlite` or `redis`; one line for anything else."""
+    if url.startswith("sqlite:"):
+        return "sqlite"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UserError(f"--store {url!r}: {exc}") from None
+    if parts.scheme in ("redis", "rediss") and parts.hostname and (port is None or port > 0):
+        return "redis"
+    raise UserError(f"--store {url!r}: expected sqlite:PATH or redis://HOST:PORT/DB")
+
+
 def open_store(url: str, default_dir: Path, idle_s: float) -> StateStore:
     """`sqlite:PATH`, `sqlite:` (RUN/serving/state.sqlite) or `redis://HOST:PORT/DB`."""
-    if url.startswith("sqlite:"):
+    if check_store_url(url) == "sqlite":
         path = url[len("sqlite:"):]
         return SqliteStore(Path(path) if path else default_dir / "state.sqlite", idle_s)
-    parts = urlsplit(url)
-    if parts.scheme in ("redis", "rediss", "unix") and (parts.hostname or parts.path):
-        return RedisStore(url, idle_s)
-    raise UserError(f"--store {url!r}: expected sqlite:PATH or redis://HOST:PORT/DB")
+    return RedisStore(url, idle_s)
