@@ -1,0 +1,190 @@
+"""The service with the real net: scores equal Caffe's deploy forward on `prepare`'s rows,
+`drnngen serve` survives a kill -9, and update + reload keep every session."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from drnngen.cli import cli
+from drnngen.codegen.config import load_config, to_mapping
+from drnngen.data.manifest import load_manifest
+from drnngen.data.sessions import BuildOptions
+from drnngen.runner import forward_scores
+from drnngen.runner.serving import ForwardServer
+from drnngen.serving.model import load_model, read_current
+from drnngen.serving.samples import SampleLog
+from drnngen.serving.service import ApiError, SessionService
+from drnngen.serving.store import SqliteStore
+from tests.data_support import read_split, run_prepare, synth_log, yoochoose_spec
+from tests.golden_tool import EXAMPLES
+from tests.serve_support import call, free_port, replay, wait_for
+
+pytestmark = pytest.mark.caffe
+DRNNGEN = [sys.executable, "-c", "from drnngen.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synth_log(tmp_path_factory.mktemp("serve-caffe-log"), sessions=500, seed=6, items=60, categories=5)
+
+
+@pytest.fixture(scope="module")
+def tuned_run(log: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real tuning run of two candidates with the FNN on (so the users' purchases count)."""
+    from drnngen.tuner import Resources, TuneParams, tune
+    from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
+
+    root = tmp_path_factory.mktemp("serve-caffe-run")
+    run_prepare(yoochoose_spec(log), root / "data", window=3, build=BuildOptions(max_pages=50, max_items=20))
+    base = to_mapping(load_config(EXAMPLES / "small.yaml"))
+    base["model"]["fnn"] = {"layers": 1, "widths": [16]}
+    space = SearchSpace(states=IntRange(3, 3), layers=IntRange(1, 2), shortcut=IntRange(0, 0),
+                        activations=("ReLU", "TanH"), widths=(16,))
+    params = TuneParams(data=str(root / "data"), generations=0, population=2, pc=0.8, pm=0.3, strategy="literal",
+                        seed=3, iterations=150, epochs=None, mode="cpu", timeout_s=300.0, base=base,
+                        space=space_mapping(space))
+    summary = tune(root / "run", params, Resources(workers=1, cache_dir=root / "cache"))
+    assert summary.best is not None and summary.best.outcome.ok
+    return root / "run"
+
+
+def test_scores_equal_caffes_deploy_forward_on_prepares_rows(tuned_run: Path, log: Path, tmp_path: Path) -> None:
+    model = load_model(tuned_run)
+    manifest = model.manifest
+    forward = ForwardServer(model.deploy, model.weights)
+    try:
+        service = SessionService(model, forward.scores, SqliteStore(tmp_path / "state.sqlite", 1e9),
+                                 SampleLog(tmp_path / "samples.jsonl"))
+        answers: dict[tuple[str, float], list[tuple[str, float]]] = {}
+        where: dict[str, tuple[int, int]] = {}
+        for replayed in replay(yoochoose_spec(log)):
+            where[replayed.session] = (replayed.split, replayed.rank)
+            if replayed.split != 2 and replayed.event.kind == "view":
+                continue  # of the other splits' sessions only the users' purchases count
+            try:
+                answer = service.event(replayed.session, replayed.event, manifest.items)
+            except ApiError as exc:  # a view after the purchase
+                assert exc.status == 409
+                continue
+            answers[(replayed.session, replayed.event.time)] = answer
+    finally:
+        forward.close()
+    lines = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    lines = [line for line in lines if where[line["session"]][0] == 2]
+    lines.sort(key=lambda line: where[line["session"]])
+    test_list = manifest.sources(model.window)["test"]
+    expected = forward_scores(model.deploy, model.weights, test_list, "prob")
+    assert len(lines) == len(expected) == manifest.test_samples > 20
+    assert np.count_nonzero(read_split(test_list)["user_items"]) > 0
+    names = service.item_names
+    for line, row in zip(lines, expected, strict=True):
+        got = dict(answers[(line["session"], line["time"])])
+        np.testing.assert_allclose([got[name] for name in names], row, rtol=0, atol=1e-5)
+
+
+def test_the_served_model(tuned_run: Path) -> None:
+    model = load_model(tuned_run)
+    described = model.describe()
+    assert (described["w"], described["M"], described["N"]) == (3, 50, 20)
+    assert described["update"] == 0 and described["fitness"] > 0
+
+
+@pytest.fixture
+def server(tuned_run: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    port = free_port()
+    args = [*DRNNGEN, "serve", str(tuned_run), "--port", str(port),
+            "--store", f"sqlite:{tmp_path / 'state.sqlite'}", "--samples", str(tmp_path / "samples.jsonl")]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(args, start_new_session=True, stderr=subprocess.DEVNULL))
+        wait_for(f"http://127.0.0.1:{port}/health")
+
+    start()
+    try:
+        yield f"http://127.0.0.1:{port}", [str(procs[-1].pid)]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+
+
+def serve_again(tuned_run: Path, tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
+    port = url.rsplit(":", 1)[1]
+    proc = subprocess.Popen([*DRNNGEN, "serve", str(tuned_run), "--port", port,
+                             "--store", f"sqlite:{tmp_path / 'state.sqlite'}",
+                             "--samples", str(tmp_path / "samples.jsonl")],
+                            start_new_session=True, stderr=subprocess.DEVNULL)
+    wait_for(f"{url}/health")
+    return proc
+
+
+def pages_of(tuned_run: Path) -> list[str]:
+    manifest = load_manifest(load_model(tuned_run).manifest.root)
+    return [str(k) for k in manifest.page_keys()[2:]]
+
+
+def test_kill_9_then_restart_loses_no_acknowledged_event(server: tuple[str, list[str]], tuned_run: Path,
+                                                         tmp_path: Path) -> None:
+    url, (pid,) = server
+    pages = pages_of(tuned_run)
+    acknowledged = 0
+    for session in range(5):
+        for step in range(4 + session):
+            status, _ = call("POST", f"{url}/sessions/k{session}/events",
+                             {"item": pages[(session + step) % len(pages)], "time": 100 + 9 * step, "user": "u1"})
+            assert status == 200
+            acknowledged += 1
+    before = {s: call("GET", f"{url}/sessions/k{s}/recommendations?k=20")[1] for s in range(5)}
+    os.killpg(int(pid), signal.SIGKILL)
+    proc = serve_again(tuned_run, tmp_path, url)
+    try:
+        after = {s: call("GET", f"{url}/sessions/k{s}/recommendations?k=20")[1] for s in range(5)}
+        assert after == before
+        store = SqliteStore(tmp_path / "state.sqlite", 1e9)
+        assert sum(store.load(f"k{s}").events for s in range(5)) == acknowledged  # type: ignore[union-attr]
+        store.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_update_then_reload_keeps_every_session(server: tuple[str, list[str]], tuned_run: Path,
+                                                tmp_path: Path) -> None:
+    url, _ = server
+    pages, bought = pages_of(tuned_run), [str(k) for k in load_model(tuned_run).manifest.item_keys()]
+    for session in range(12):  # completed sessions: their samples go to the log
+        for step in range(3):
+            call("POST", f"{url}/sessions/c{session}/events", {"item": pages[(session * 3 + step) % len(pages)],
+                                                               "time": 10 * step})
+        assert call("POST", f"{url}/sessions/c{session}/events",
+                    {"item": bought[session % len(bought)], "time": 40, "type": "purchase"})[0] == 200
+    for step in range(3):  # a live session across the update
+        assert call("POST", f"{url}/sessions/live/events", {"item": pages[step], "time": 5 * step})[0] == 200
+    before = call("GET", f"{url}/sessions/live/recommendations?k=20")[1]
+    result = CliRunner().invoke(cli, ["update", str(tuned_run), "--samples", str(tmp_path / "samples.jsonl"),
+                                      "--iters", "20"])
+    assert result.exit_code == 0, result.output
+    assert "12 samples" in result.output
+    swapped = "swapped in" in result.output
+    pointer = read_current(tuned_run)
+    assert (pointer is not None) == swapped
+    status, reloaded = call("POST", f"{url}/admin/reload")
+    assert status == 200 and reloaded["update"] == (1 if swapped else 0)
+    status, after = call("GET", f"{url}/sessions/live/recommendations?k=20")
+    assert status == 200 and len(after["recommendations"]) == 20
+    if not swapped:
+        assert after == before
+    assert call("POST", f"{url}/sessions/live/events", {"item": pages[5], "time": 30})[0] == 200
+    assert call("GET", f"{url}/model")[1]["update"] == (1 if swapped else 0)
