@@ -34,7 +34,7 @@ venv: $(INSTALLED)  ## virtualenv with drnngen installed editable
 $(INSTALLED): setup.py setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,serve]'
 	touch $@
 
 DEMO := out/demo

@@ -6,7 +6,8 @@ set -euo pipefail
 
 # Caffe's classic Makefile build (CPU, HDF5, OpenBLAS, boost.python for pycaffe);
 # ccache makes a rebuild take seconds; graphviz is `drnngen draw`'s `dot`;
-# python3-venv lets `make venv` create the virtualenv.
+# python3-venv lets `make venv` create the virtualenv; redis-server is the
+# `drnngen serve --store redis://` option's server (its tests start one).
 PACKAGES=(
     g++ make patch
     protobuf-compiler libprotobuf-dev
@@ -14,7 +15,7 @@ PACKAGES=(
     libboost-system-dev libboost-thread-dev libboost-filesystem-dev
     libboost-regex-dev libboost-python-dev
     libopenblas-dev libhdf5-dev
-    ccache graphviz python3-venv
+    ccache graphviz python3-venv redis-server
 )
 
 say() { echo "[system-deps] $*"; }

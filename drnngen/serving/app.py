@@ -78,6 +78,8 @@ def create_app(service: SessionService, reload: Callable[[], dict[str, Any]], de
     def model() -> dict[str, Any]:
         return service.describe()
 
+    # Plain (not async) handlers run in the server's thread pool: while one request waits
+    # for the Caffe child, another can read its session from the store.
     @app.post("/sessions/{session}/events", response_model=Recommendations)
     def event(session: str = _session_path(), body: EventBody | None = None,
               k: int = Query(default_k, description="length of the list")) -> Recommendations:
