@@ -50,16 +50,18 @@ def serve(run: Path, host: str, port: int, store: str, k: int, idle_s: float, sa
               help="Sample log the server wrote (RUN/serving/samples.jsonl by default).")
 @click.option("--iters", "iterations", type=click.IntRange(1), default=100, show_default=True,
               help="Fine-tuning iterations (Caffe solver steps from the served weights).")
+@click.option("--lr-factor", "lr_factor", type=finite(0, 1, min_open=True), default=0.1, show_default=True,
+              help="Fine-tuning learning rate as a share of the served candidate's base_lr.")
 @click.option("--gpu", is_flag=True, help="Fine-tune and evaluate on the GPU (a CUDA build of Caffe).")
-def update(run: Path, samples: Path, iterations: int, gpu: bool) -> None:
+def update(run: Path, samples: Path, iterations: int, lr_factor: float, gpu: bool) -> None:
     """Fine-tune RUN's served net on completed sessions' samples, evaluate it on the validation
     split, and swap it in only if its fitness is no worse. A running `drnngen serve RUN` picks it up
     on POST /admin/reload or SIGHUP, keeping every session."""
     from drnngen.serving.update import update as run_update
 
-    result = run_update(run, samples, iterations, "gpu" if gpu else "cpu")
+    result = run_update(run, samples, iterations, "gpu" if gpu else "cpu", lr_factor)
     verdict = "swapped in" if result.swapped else "kept the served weights (the new ones are worse)"
     click.echo(f"update {result.update}: {result.samples} samples, {iterations} iterations; validation fitness "
-               f"{result.old_fitness:.4f} -> {result.new_fitness:.4f}: {verdict}")
+               f"{result.old_fitness:.6f} -> {result.new_fitness:.6f}: {verdict}")
     if result.swapped:
         click.echo("reload a running server: curl -X POST http://127.0.0.1:8080/admin/reload (or kill -HUP its pid)")

@@ -4,7 +4,8 @@
    service scores with) and one HDF5 file, `RUN/serving/updates/<n>/train.h5`.
 2. The served candidate's config, reading that file in TRAIN and the dataset's validation
    split in TEST, trains `--iters` steps starting from the served weights (Caffe's
-   `--weights`, `TrainJob.init_weights`).
+   `--weights`, `TrainJob.init_weights`) at `--lr-factor` times its learning rate (a
+   fine-tune: the weights are already trained).
 3. The served and the fine-tuned weights are scored on the validation split by the same
    deploy forward, fitness = top-1 accuracy + 1/(1 + loss) (the tuner's). The new weights
    are swapped in (`RUN/serving/current.json`) only when their fitness is no worse.
@@ -46,10 +47,12 @@ class UpdateResult:
     update: int
 
 
-def update(run: Path, samples: Path, iterations: int, mode: Mode = "cpu") -> UpdateResult:
+def update(run: Path, samples: Path, iterations: int, mode: Mode = "cpu", lr_factor: float = 0.1) -> UpdateResult:
     """Fine-tune, evaluate, swap when no worse (see the module docstring)."""
     if iterations < 1:
         raise UserError(f"--iters {iterations}: expected at least 1")
+    if not 0 < lr_factor <= 1:
+        raise UserError(f"--lr-factor {lr_factor}: expected a number in (0, 1]")
     model = load_model(run)
     pairs = list(read_samples(samples))
     if not pairs:
@@ -59,7 +62,7 @@ def update(run: Path, samples: Path, iterations: int, mode: Mode = "cpu") -> Upd
     shutil.rmtree(folder, ignore_errors=True)  # an update that was interrupted
     folder.mkdir(parents=True)
     train_list = _train_file(model, pairs, folder)
-    job = _job(model, folder, train_list, iterations, mode)
+    job = _job(model, folder, train_list, iterations, mode, lr_factor)
     result = train(job)
     if not result.ok or result.caffemodel is None:
         raise UserError(f"update {number}: fine-tuning failed ({result.status}: {result.error})")
@@ -92,14 +95,16 @@ def _train_file(model: ServedModel, pairs: list[tuple[Prefix, int]], folder: Pat
     return folder / "train.txt"
 
 
-def _job(model: ServedModel, folder: Path, train_list: Path, iterations: int, mode: Mode) -> TrainJob:
+def _job(model: ServedModel, folder: Path, train_list: Path, iterations: int, mode: Mode,
+         lr_factor: float) -> TrainJob:
     cfg = model.config
     val = model.manifest.sources(model.window)["val"]
     batch, test_iterations = validation_batches(model.manifest.val_samples, cfg.data.test_batch_size)
     cfg = dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, train_source=str(train_list), test_source=str(val), test_batch_size=batch),
-        solver=dataclasses.replace(cfg.solver, max_iter=iterations, test_iter=test_iterations,
+        solver=dataclasses.replace(cfg.solver, base_lr=float(f"{cfg.solver.base_lr * lr_factor:.6g}"),
+                                   max_iter=iterations, test_iter=test_iterations,
                                    test_interval=iterations, test_initialization=False, snapshot=0,
                                    solver_mode=mode.upper()),
     )
