@@ -19,7 +19,7 @@ from drnngen.cli.params import finite
                    "redis://HOST:PORT/DB (several servers sharing sessions).")
 @click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True,
               help="Recommendations per answer when a request gives no ?k=.")
-@click.option("--idle", "idle_s", type=finite(0), default=1800.0, show_default=True,
+@click.option("--idle", "idle_s", type=finite(0, min_open=True), default=1800.0, show_default=True,
               help="Seconds without an event after which a session expires.")
 @click.option("--samples", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Sample log of completed sessions (default RUN/serving/samples.jsonl).")

@@ -10,9 +10,10 @@ Admin routes answer only loopback clients, unless a token is configured; then th
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -52,9 +53,18 @@ class Recommendations(BaseModel):
 
 
 def create_app(service: SessionService, reload: Callable[[], dict[str, Any]], default_k: int = 10,
-               admin_token: str | None = None) -> FastAPI:
-    """The API over `service`; `reload` swaps in the run's current weights."""
-    app = FastAPI(title="drnngen serve", description="Session recommendations from a tuned DRNN (Wu et al.).")
+               admin_token: str | None = None, on_close: Callable[[], None] | None = None) -> FastAPI:
+    """The API over `service`; `reload` swaps in the run's current weights; `on_close` runs
+    when the server shuts down (uvicorn then re-raises SIGTERM, so no `finally` would run)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_close is not None:
+            on_close()
+
+    app = FastAPI(title="drnngen serve", description="Session recommendations from a tuned DRNN (Wu et al.).",
+                  lifespan=lifespan)
     _errors(app)
 
     @app.middleware("http")

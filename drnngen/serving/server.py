@@ -77,6 +77,8 @@ class Served:
             self.store.expire()
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return  # closed already (the app's shutdown, then the `finally`)
         self._stop.set()
         self.forward.close()
         self.samples.close()
@@ -109,7 +111,7 @@ def serve(run: Path, options: ServeOptions, say: Any = print) -> None:
     check_port(options.host, options.port)
     served = Served(run, options)
     try:
-        app = create_app(served.service, served.reload, options.k, options.admin_token)
+        app = create_app(served.service, served.reload, options.k, options.admin_token, on_close=served.close)
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=_quiet_reload, args=(served, say)).start())
         described = served.service.model.describe()
         say(f"serving {run} (candidate {described['candidate']}, fitness {described['fitness']:.4f}, "
