@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,8 +181,18 @@ def test_update_then_reload_keeps_every_session(server: tuple[str, list[str]], t
     swapped = "swapped in" in result.output
     pointer = read_current(tuned_run)
     assert (pointer is not None) == swapped
+    statuses: list[int] = []
+
+    def traffic() -> None:  # events keep coming while the net is swapped
+        for step in range(40):
+            statuses.append(call("POST", f"{url}/sessions/busy/events", {"item": pages[step % 7], "time": step})[0])
+
+    busy = threading.Thread(target=traffic)
+    busy.start()
     status, reloaded = call("POST", f"{url}/admin/reload")
+    busy.join()
     assert status == 200 and reloaded["update"] == (1 if swapped else 0)
+    assert statuses == [200] * 40
     status, after = call("GET", f"{url}/sessions/live/recommendations?k=20")
     assert status == 200 and len(after["recommendations"]) == 20
     if not swapped:

@@ -32,6 +32,10 @@ Float32s = npt.NDArray[np.float32]
 _STDERR_LINES = 200
 
 
+class ForwardClosed(CaffeError):
+    """The server was closed (a reload swapped in another); ask the current one."""
+
+
 class ForwardServer:
     """The deploy net `deploy` with `weights`, loaded once in a child process."""
 
@@ -43,6 +47,7 @@ class ForwardServer:
         self._install = install or locate_caffe()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
+        self._closed = False
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self.inputs: tuple[str, ...] = ()
         with self._lock:
@@ -81,6 +86,8 @@ class ForwardServer:
         request = {"inputs": {name: _sparse(np.asarray(rows[name], np.float32)) for name in self.inputs}}
         line = json.dumps(request) + "\n"
         with self._lock:
+            if self._closed:
+                raise ForwardClosed(f"{self.deploy}: this forward server was closed")
             if self._proc is None:
                 self._start()
             assert self._proc is not None and self._proc.stdin is not None
@@ -95,7 +102,7 @@ class ForwardServer:
     def close(self) -> None:
         """Stop the child (closing its stdin ends its loop; a stuck one is killed)."""
         with self._lock:
-            proc, self._proc = self._proc, None
+            proc, self._proc, self._closed = self._proc, None, True
         if proc is None:
             return
         try:

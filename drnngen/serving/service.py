@@ -26,6 +26,7 @@ import numpy.typing as npt
 from drnngen.data.prefix import Prefix, newest_dwell, prefix_rows
 from drnngen.data.sessions import OOV_PAGE
 from drnngen.errors import UserError
+from drnngen.runner.serving import ForwardClosed
 from drnngen.serving.model import ServedModel
 from drnngen.serving.samples import SampleLog
 from drnngen.serving.state import SessionState
@@ -157,9 +158,17 @@ class SessionService:
     def _recommend(self, prefix: Prefix, k: int) -> list[tuple[str, float]]:
         if not 1 <= k <= len(self.item_names):
             raise ApiError(422, f"k: expected 1..{len(self.item_names)}, found {k}")
-        with self._model_lock:
-            scorer, names = self.scorer, self.item_names
-        scores = scorer(self.rows(prefix))[0].ravel()
+        rows = self.rows(prefix)
+        for _ in range(3):
+            with self._model_lock:
+                scorer, names = self.scorer, self.item_names
+            try:
+                scores = scorer(rows)[0].ravel()
+                break
+            except ForwardClosed:
+                continue  # a reload swapped the scorer between the two lines above: ask the new one
+        else:
+            raise ApiError(503, "the model is being reloaded; try again")
         best = np.argsort(-scores, kind="stable")[:k]
         return [(names[c], float(scores[c])) for c in best.tolist()]
 
