@@ -21,6 +21,7 @@ from drnngen.runner.serving import ForwardClosed
 from drnngen.serving.app import MAX_BODY_BYTES, create_app
 from drnngen.serving.samples import SampleLog, read_samples
 from drnngen.serving.service import Event, SessionService
+from drnngen.serving.state import SessionState
 from drnngen.serving.store import RedisStore, SqliteStore, StateStore
 from tests.data_support import run_prepare, synth_log, yoochoose_spec
 from tests.serve_support import ServerThread, call, free_port, model_without_net
@@ -184,6 +185,20 @@ def test_a_request_racing_a_reload_asks_the_new_scorer(dataset: Path, tmp_path: 
     assert len(service.event("z", Event(items(dataset)[0], 1.0), 4)) == 4
 
 
+def check_purchase_order(store: StateStore) -> None:
+    """A user's classes once each, in the order of their latest purchase (how `prepare`
+    orders them: the sparse layout keeps the latest U)."""
+    state = SessionState(start=0.0, last=0.0)
+    for when, item in ((1.0, 3), (2.0, 1), (3.0, 3), (9.0, 4)):
+        store.save(f"buy{when}", state, ("w", when, item))
+    assert store.user_items("w", 5.0) == [1, 3] and store.user_items("w", 10.0) == [1, 3, 4]
+    assert store.user_items("w", 1.0) == [] and store.user_items("nobody", 10.0) == []
+
+
+def test_sqlite_keeps_purchases_in_order(tmp_path: Path) -> None:
+    check_purchase_order(SqliteStore(tmp_path / "state.sqlite", 60))
+
+
 def test_idle_sessions_expire(dataset: Path, tmp_path: Path) -> None:
     service = make_service(dataset, SqliteStore(tmp_path / "state.sqlite", 0.5), tmp_path / "samples.jsonl")
     drive(service, dataset)
@@ -228,6 +243,10 @@ def test_two_servers_share_sessions_through_redis(dataset: Path, tmp_path: Path,
     two.event("later", Event(items(dataset)[0], 600.0, user="u9"), 5)
     state = two.store.load("later")
     assert state is not None and state.user_items == [3]
+
+
+def test_redis_keeps_purchases_in_order(redis_url: str) -> None:
+    check_purchase_order(RedisStore(redis_url, 60))
 
 
 def test_redis_expires_idle_sessions(dataset: Path, tmp_path: Path, redis_url: str) -> None:

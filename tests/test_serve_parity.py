@@ -18,6 +18,7 @@ import pytest
 
 from drnngen.data.prefix import newest_dwell, parse_time, prefix_rows, view_dwell
 from drnngen.data.sessions import BuildOptions, DwellScale
+from drnngen.data.windows import WindowFiles
 from drnngen.errors import UserError
 from drnngen.serving.samples import SampleLog, read_samples
 from drnngen.serving.service import ApiError, SessionService
@@ -79,8 +80,7 @@ def test_every_prefix_equals_prepares_row(log: Path, tmp_path: Path, target: str
         mine = [lines[i] for i in ordered if where[lines[i]["session"]][0] == number]
         expected = read_split(report.sources[name])
         assert len(mine) == len(expected["label"]) == manifest.samples[name] > 0
-        got = prefix_rows([prefix_from_json(line["prefix"]) for line in mine], WINDOW, manifest.pages,
-                          manifest.items, manifest.dwell)
+        got = prefix_rows([prefix_from_json(line["prefix"]) for line in mine], model.window_files)
         got["label"] = np.array([line["label"] for line in mine], np.float32)
         for key, values in expected.items():
             if key == "history":  # the aggregate sums in another order: float32 rounding
@@ -96,8 +96,7 @@ def test_every_prefix_equals_prepares_row(log: Path, tmp_path: Path, target: str
         row = held.get((line["session"], line["time"]))
         if row is None:
             continue
-        sample = prefix_rows([prefix_from_json(line["prefix"])], WINDOW, manifest.pages, manifest.items,
-                             manifest.dwell)
+        sample = prefix_rows([prefix_from_json(line["prefix"])], model.window_files)
         sample[f"dwell_{WINDOW - 1}"][:] = last
         for key in (*[f"page_{t}" for t in range(WINDOW)], *[f"dwell_{t}" for t in range(WINDOW)], "user_items"):
             np.testing.assert_array_equal(row[key], sample[key], err_msg=key)
@@ -127,7 +126,7 @@ def test_uniform_history_when_every_old_dwell_is_zero() -> None:
     state = SessionState(start=0.0, last=0.0)
     for page in [4, 4, 6, 2, 3, 5]:
         state.view(page, 0.0, WINDOW, 1800.0)  # all at one instant: θ = 0
-    rows = prefix_rows([state.prefix(1.0)], WINDOW, 10, 3, DwellScale(1800.0, 1.0, 0.0, 7.0))
+    rows = prefix_rows([state.prefix(1.0)], WindowFiles(WINDOW, 10, 3, DwellScale(1800.0, 1.0, 0.0, 7.0), 1))
     history = rows["history"][0]
     assert history[4] == pytest.approx(2 / 3) and history[6] == pytest.approx(1 / 3) and history.sum() == 1.0
 

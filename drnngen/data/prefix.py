@@ -23,7 +23,7 @@ import numpy as np
 
 from drnngen.data.sessions import DwellScale, SplitSamples
 from drnngen.data.textscan import Chunk, parse_datetime, split_fields
-from drnngen.data.windows import Float32s, WindowFiles, build_rows, layout
+from drnngen.data.windows import Float32s, WindowFiles, build_rows
 from drnngen.errors import UserError
 
 
@@ -35,7 +35,7 @@ class Prefix:
     window_theta: Sequence[float]  # their capped dwell seconds
     history_theta: Mapping[int, float]  # page id → Σθ of its views older than the window
     history_views: Mapping[int, int]  # page id → how many such views
-    user_items: Sequence[int]  # item classes the user bought before the session began
+    user_items: Sequence[int]  # classes the user bought before the session began, oldest purchase first
 
 
 def view_dwell(gap: float, cap: float) -> float:
@@ -50,9 +50,9 @@ def newest_dwell(scale: DwellScale) -> float:
     return view_dwell(scale.last_event, scale.cap)
 
 
-def prefix_rows(prefixes: Sequence[Prefix], window: int, pages: int, items: int,
-                dwell: DwellScale) -> dict[str, Float32s]:
-    """The sample rows (one per prefix, label 0) in the layout `prepare` writes."""
+def prefix_rows(prefixes: Sequence[Prefix], spec: WindowFiles) -> dict[str, Float32s]:
+    """The sample rows (one per prefix, label 0) in the layout `prepare` writes for `spec`
+    (the dataset's window files: w, M, N, dwell scale, row layout)."""
     page: list[int] = []
     theta: list[float] = []
     start: list[int] = []
@@ -82,8 +82,7 @@ def prefix_rows(prefixes: Sequence[Prefix], window: int, pages: int, items: int,
         end=np.array(end, ints), label=np.zeros(len(prefixes), np.int32),
         ui_lo=np.array(ui_lo, ints), ui_hi=np.array(ui_hi, ints),
     )
-    _check_window(window_start, split.end, window)
-    spec = WindowFiles(window, pages, items, dwell, file_bytes=1)
+    _check_window(window_start, split.end, spec.window)
     return build_rows(split, np.array(user_items, np.int64), (0, len(prefixes)), spec)
 
 
@@ -94,11 +93,11 @@ def _check_window(window_start: np.ndarray, end: np.ndarray, window: int) -> Non
         raise ValueError(f"a prefix holds more than w={window} window pages")
 
 
-def write_rows(path: Path, rows: Mapping[str, Float32s], window: int, pages: int, items: int) -> None:
-    """Rows (with their labels) as one HDF5 file in the layout Caffe's HDF5Data reads."""
+def write_rows(path: Path, rows: Mapping[str, Float32s]) -> None:
+    """Rows from `prefix_rows` (labels filled in) as one HDF5 file Caffe's HDF5Data reads."""
     with h5py.File(path, "w") as h5:
-        for name in layout(window, pages, items):
-            h5.create_dataset(name, data=np.asarray(rows[name], np.float32))
+        for name, values in rows.items():
+            h5.create_dataset(name, data=np.asarray(values, np.float32))
 
 
 def parse_time(value: float | int | str) -> float:

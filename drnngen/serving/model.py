@@ -18,6 +18,7 @@ import yaml
 
 from drnngen.codegen.config import DRNNConfig, parse_config
 from drnngen.data.manifest import Manifest, load_manifest
+from drnngen.data.windows import WindowFiles
 from drnngen.errors import UserError
 from drnngen.evaluation.run_folder import trained_net
 from drnngen.tuner.export import best_candidate
@@ -43,6 +44,12 @@ class ServedModel:
     @property
     def window(self) -> int:
         return self.config.model.states
+
+    @property
+    def window_files(self) -> WindowFiles:
+        """What `prepare` writes this net's rows with (w, M, N, the dwell scale, the layout)."""
+        m = self.manifest
+        return WindowFiles(self.window, m.pages, m.items, m.dwell, m.file_bytes, m.compress)
 
     def describe(self) -> dict[str, Any]:
         """What `GET /model` answers."""

@@ -152,8 +152,7 @@ class SessionService:
 
     def rows(self, prefix: Prefix) -> dict[str, Float32s]:
         """The sample row of a prefix, as `prepare` writes rows."""
-        m = self.model.manifest
-        return prefix_rows([prefix], self.model.window, m.pages, m.items, m.dwell)
+        return prefix_rows([prefix], self.model.window_files)
 
     def _recommend(self, prefix: Prefix, k: int) -> list[tuple[str, float]]:
         if not 1 <= k <= len(self.item_names):

@@ -45,7 +45,8 @@ class StateStore(ABC):
 
     @abstractmethod
     def user_items(self, user: str, before: float) -> list[int]:
-        """Item classes `user` bought strictly before `before`, each once, ascending."""
+        """Item classes `user` bought strictly before `before`, each once, in the order of
+        its latest purchase (oldest first), as `prepare` orders a user's purchases."""
 
     @abstractmethod
     def expire(self) -> int:
@@ -96,8 +97,8 @@ class SqliteStore(StateStore):
 
     def user_items(self, user: str, before: float) -> list[int]:
         with self._lock:
-            rows = self._db.execute("SELECT DISTINCT item FROM purchases WHERE user = ? AND time < ? ORDER BY item",
-                                    (user, before)).fetchall()
+            rows = self._db.execute("SELECT item FROM purchases WHERE user = ? AND time < ? GROUP BY item "
+                                    "ORDER BY MAX(time), MAX(rowid)", (user, before)).fetchall()
         return [int(item) for (item,) in rows]
 
     def expire(self) -> int:
@@ -146,8 +147,12 @@ class RedisStore(StateStore):
         pipe.execute()
 
     def user_items(self, user: str, before: float) -> list[int]:
-        records = [json.loads(r) for r in self._redis.lrange(self.prefix + "u:" + user, 0, -1)]
-        return sorted({int(item) for when, item in records if when < before})
+        latest: dict[int, tuple[float, int]] = {}
+        for order, record in enumerate(self._redis.lrange(self.prefix + "u:" + user, 0, -1)):
+            when, item = json.loads(record)
+            if when < before:
+                latest[int(item)] = max(latest.get(int(item), (when, order)), (when, order))
+        return sorted(latest, key=latest.__getitem__)
 
     def expire(self) -> int:
         return 0  # the TTL does it

@@ -86,11 +86,11 @@ def _train_file(model: ServedModel, pairs: list[tuple[Prefix, int]], folder: Pat
         raise UserError(f"the sample log has labels outside 0..{m.items - 1}: not this model's samples")
     prefixes = [prefix for prefix, _ in pairs]
     try:
-        rows = prefix_rows(prefixes, model.window, m.pages, m.items, m.dwell)
+        rows = prefix_rows(prefixes, model.window_files)
     except (ValueError, IndexError) as exc:
         raise UserError(f"the sample log does not fit this model (w={model.window}, M={m.pages}): {exc}") from None
     rows["label"] = labels
-    write_rows(folder / "train.h5", rows, model.window, m.pages, m.items)
+    write_rows(folder / "train.h5", rows)
     (folder / "train.txt").write_text(f"{folder / 'train.h5'}\n")
     return folder / "train.txt"
 
