@@ -32,14 +32,14 @@ SPLITS = ("train", "val", "test")
 
 
 class Recorder:
-    """A scorer stand-in: keeps every row it is asked to score, answers uniform scores."""
+    """A scorer stand-in: keeps the last row it was asked to score, answers uniform scores."""
 
     def __init__(self, items: int) -> None:
         self.items = items
-        self.rows: list[dict[str, np.ndarray]] = []
+        self.last: dict[str, np.ndarray] = {}
 
     def __call__(self, rows: Mapping[str, np.ndarray]) -> np.ndarray:
-        self.rows.append({name: np.array(values) for name, values in rows.items()})
+        self.last = {name: np.array(values) for name, values in rows.items()}
         return np.full((1, self.items), 1.0 / self.items, np.float32)
 
 
@@ -50,11 +50,23 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("target", ["purchase", "next-item"])
 def test_every_prefix_equals_prepares_row(log: Path, tmp_path: Path, target: str) -> None:
-    spec = yoochoose_spec(log)
-    report = run_prepare(spec, tmp_path / "data", window=WINDOW,
-                         build=BuildOptions(target=target, max_pages=60, max_items=25))
+    check_parity(log, tmp_path, BuildOptions(target=target, max_pages=60, max_items=25), WINDOW)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["purchase", "next-item"])
+def test_every_prefix_of_the_demo_log(tmp_path: Path, target: str) -> None:
+    """The same on `make demo`'s log: synth --sessions 4000 --seed 7 --items 300, prepare
+    --max-pages 400 --max-items 60, window 4."""
+    log = synth_log(tmp_path / "log", sessions=4000, seed=7, items=300)
+    check_parity(log, tmp_path, BuildOptions(target=target, max_pages=400, max_items=60), 4)
+
+
+def check_parity(log: Path, tmp_path: Path, options: BuildOptions, window: int) -> None:
+    spec, target = yoochoose_spec(log), options.target
+    report = run_prepare(spec, tmp_path / "data", window=window, build=options)
     manifest = report.manifest
-    model = model_without_net(tmp_path / "data", WINDOW)
+    model = model_without_net(tmp_path / "data", window)
     recorder = Recorder(manifest.items)
     service = SessionService(model, recorder, SqliteStore(tmp_path / "state.sqlite", 1e9),
                              SampleLog(tmp_path / "samples.jsonl"))
@@ -72,7 +84,7 @@ def test_every_prefix_equals_prepares_row(log: Path, tmp_path: Path, target: str
         if replayed.session in previous:
             held[(replayed.session, replayed.event.time)] = previous[replayed.session]
         if replayed.event.kind == "view":
-            previous[replayed.session] = recorder.rows[-1]
+            previous[replayed.session] = recorder.last
 
     lines = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     ordered = sorted(range(len(lines)), key=lambda i: (where[lines[i]["session"]], i))
@@ -97,8 +109,8 @@ def test_every_prefix_equals_prepares_row(log: Path, tmp_path: Path, target: str
         if row is None:
             continue
         sample = prefix_rows([prefix_from_json(line["prefix"])], model.window_files)
-        sample[f"dwell_{WINDOW - 1}"][:] = last
-        for key in (*[f"page_{t}" for t in range(WINDOW)], *[f"dwell_{t}" for t in range(WINDOW)], "user_items"):
+        sample[f"dwell_{window - 1}"][:] = last
+        for key in (*[f"page_{t}" for t in range(window)], *[f"dwell_{t}" for t in range(window)], "user_items"):
             np.testing.assert_array_equal(row[key], sample[key], err_msg=key)
         np.testing.assert_allclose(row["history"], sample["history"], atol=2e-7)
         checked += 1
