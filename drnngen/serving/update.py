@@ -15,9 +15,12 @@ A running server picks them up on `POST /admin/reload` or SIGHUP.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import math
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from drnngen.tuner.candidate import accuracy_blobs, validation_batches
 
 UPDATES_DIR = "updates"
 MODEL_FILE = "model.caffemodel"
+LOCK_FILE = ".update-lock"
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ def update(run: Path, samples: Path, iterations: int, mode: Mode = "cpu", lr_fac
     if not 0 < lr_factor <= 1:
         raise UserError(f"--lr-factor {lr_factor}: expected a number in (0, 1]")
     model = load_model(run)
+    with _update_lock(serving_dir(run)):
+        return _update(run, model, samples, iterations, mode, lr_factor)
+
+
+def _update(run: Path, model: ServedModel, samples: Path, iterations: int, mode: Mode,
+            lr_factor: float) -> UpdateResult:
     pairs = list(read_samples(samples))
     if not pairs:
         raise UserError(f"--samples {samples}: holds no complete sample yet")
@@ -77,6 +87,21 @@ def update(run: Path, samples: Path, iterations: int, mode: Mode = "cpu", lr_fac
         staged.replace(served)
         write_current(run, served, new, number)
     return UpdateResult(len(pairs), old, new, swapped, Path(result.caffemodel), number)
+
+
+@contextlib.contextmanager
+def _update_lock(folder: Path) -> Iterator[None]:
+    """One update of a run at a time (flock: a killed update leaves no lock behind)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK_FILE).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{folder.parent}: another `drnngen update` of this run is running") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _train_file(model: ServedModel, pairs: list[tuple[Prefix, int]], folder: Path) -> Path:
