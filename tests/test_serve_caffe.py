@@ -199,3 +199,20 @@ def test_update_then_reload_keeps_every_session(server: tuple[str, list[str]], t
         assert after == before
     assert call("POST", f"{url}/sessions/live/events", {"item": pages[5], "time": 30})[0] == 200
     assert call("GET", f"{url}/model")[1]["update"] == (1 if swapped else 0)
+
+
+def test_update_mistakes_are_one_line(tuned_run: Path, tmp_path: Path) -> None:
+    from drnngen.serving.model import serving_dir
+    from drnngen.serving.update import _update_lock
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("not json\n")
+    cases = [(empty, "no complete sample"), (garbage, "not a sample line"), (tmp_path / "absent.jsonl", "cannot read")]
+    for samples, words in cases:
+        result = CliRunner().invoke(cli, ["update", str(tuned_run), "--samples", str(samples)])
+        assert result.exit_code == 2 and words in result.output and len(result.output.splitlines()) == 1, result.output
+    with _update_lock(serving_dir(tuned_run)):
+        result = CliRunner().invoke(cli, ["update", str(tuned_run), "--samples", str(empty)])
+    assert result.exit_code == 2 and "another `drnngen update`" in result.output, result.output
