@@ -47,11 +47,9 @@ class ServedModel:
 
     @property
     def window_files(self) -> WindowFiles:
-        """What `prepare` writes this net's rows with (w, M, N, the dwell scale, the layout).
-        Once the data package's Manifest has `window_files(w)` (the sparse layout), this is
-        `self.manifest.window_files(self.window)`."""
-        m = self.manifest
-        return WindowFiles(self.window, m.pages, m.items, m.dwell, m.file_bytes, m.compress)
+        """What `prepare` writes this net's rows with (w, M, N, the dwell scale, the layout:
+        dense history or sparse pairs)."""
+        return self.manifest.window_files(self.window)
 
     def describe(self) -> dict[str, Any]:
         """What `GET /model` answers."""
