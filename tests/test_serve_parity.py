@@ -18,7 +18,7 @@ import pytest
 
 from drnngen.data.prefix import newest_dwell, parse_time, prefix_rows, view_dwell
 from drnngen.data.sessions import BuildOptions, DwellScale
-from drnngen.data.windows import WindowFiles
+from drnngen.data.windows import DENSE, SPARSE, SampleLayout, WindowFiles
 from drnngen.errors import UserError
 from drnngen.serving.samples import SampleLog, read_samples
 from drnngen.serving.service import ApiError, SessionService
@@ -49,9 +49,11 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth_log(tmp_path_factory.mktemp("serve-log"), sessions=400, seed=3, items=80, categories=6)
 
 
-@pytest.mark.parametrize("target", ["purchase", "next-item"])
-def test_every_prefix_equals_prepares_row(log: Path, tmp_path: Path, target: str) -> None:
-    check_parity(log, tmp_path, BuildOptions(target=target, max_pages=60, max_items=25), WINDOW)
+@pytest.mark.parametrize(("target", "layout"), [("purchase", SPARSE), ("next-item", SPARSE), ("purchase", DENSE),
+                                               ("next-item", SampleLayout(2, 1))])
+def test_every_prefix_equals_prepares_row(log: Path, tmp_path: Path, target: str, layout: SampleLayout) -> None:
+    """Both targets, in the sparse layout (also with K and U small enough to cut) and the dense one."""
+    check_parity(log, tmp_path, BuildOptions(target=target, max_pages=60, max_items=25), WINDOW, layout)
 
 
 @pytest.mark.slow
@@ -63,9 +65,10 @@ def test_every_prefix_of_the_demo_log(tmp_path: Path, target: str) -> None:
     check_parity(log, tmp_path, BuildOptions(target=target, max_pages=400, max_items=60), 4)
 
 
-def check_parity(log: Path, tmp_path: Path, options: BuildOptions, window: int) -> None:
+def check_parity(log: Path, tmp_path: Path, options: BuildOptions, window: int,
+                 layout: SampleLayout = SPARSE) -> None:
     spec, target = yoochoose_spec(log), options.target
-    report = run_prepare(spec, tmp_path / "data", window=window, build=options)
+    report = run_prepare(spec, tmp_path / "data", window=window, build=options, layout=layout)
     manifest = report.manifest
     model = model_without_net(tmp_path / "data", window)
     recorder = Recorder(manifest.items)
