@@ -131,6 +131,16 @@ def test_bad_requests_are_one_line_4xx(server: tuple[str, SessionService], path:
     assert set(answer) == {"error"} and "\n" not in answer["error"] and words in answer["error"], answer
 
 
+def test_a_refused_event_changes_nothing(server: tuple[str, SessionService]) -> None:
+    url, service = server
+    assert call("POST", f"{url}/sessions/q/events?k=999", {"item": "1", "time": 5})[0] == 422
+    assert service.store.load("q") is None
+    assert call("POST", f"{url}/sessions/q/events", {"item": "1", "time": 5})[0] == 200
+    assert call("POST", f"{url}/sessions/q/events", {"item": "1", "time": 4})[0] == 422
+    state = service.store.load("q")
+    assert state is not None and state.events == 1
+
+
 def test_time_going_backwards_unknown_sessions_and_sizes(server: tuple[str, SessionService]) -> None:
     url, _ = server
     assert call("POST", f"{url}/sessions/t/events", {"item": "nope", "time": 50})[0] == 200  # OOV page

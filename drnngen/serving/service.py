@@ -83,6 +83,7 @@ class SessionService:
         """Apply one event; the recommendations after it."""
         if event.kind not in KINDS:
             raise ApiError(422, f"type: expected one of {', '.join(KINDS)}, found {event.kind!r}")
+        self._check_k(k)  # before the event is stored: a refused request changes nothing
         with self._lock(session):
             state = self.store.load(session)
             if state is None:
@@ -95,6 +96,7 @@ class SessionService:
         return self._recommend(prefix, k)
 
     def recommendations(self, session: str, k: int) -> list[tuple[str, float]]:
+        self._check_k(k)
         state = self._existing(session)
         return self._recommend(state.prefix(newest_dwell(self.model.manifest.dwell)), k)
 
@@ -154,9 +156,11 @@ class SessionService:
         """The sample row of a prefix, as `prepare` writes rows."""
         return prefix_rows([prefix], self.model.window_files)
 
-    def _recommend(self, prefix: Prefix, k: int) -> list[tuple[str, float]]:
+    def _check_k(self, k: int) -> None:
         if not 1 <= k <= len(self.item_names):
             raise ApiError(422, f"k: expected 1..{len(self.item_names)}, found {k}")
+
+    def _recommend(self, prefix: Prefix, k: int) -> list[tuple[str, float]]:
         rows = self.rows(prefix)
         for _ in range(3):
             with self._model_lock:
