@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drnngen.data.prefix import newest_dwell, parse_time, prefix_rows, view_dwell
+from drnngen.data.live import live_rows, newest_dwell, parse_time, view_dwell
 from drnngen.data.sessions import BuildOptions, DwellScale
 from drnngen.data.windows import DENSE, SPARSE, SampleLayout, WindowFiles
 from drnngen.errors import UserError
@@ -96,7 +96,7 @@ def check_parity(log: Path, tmp_path: Path, options: BuildOptions, window: int,
         mine = [lines[i] for i in ordered if where[lines[i]["session"]][0] == number]
         expected = read_split(report.sources[name])
         assert len(mine) == len(expected["label"]) == manifest.samples[name] > 0
-        got = prefix_rows([prefix_from_json(line["prefix"]) for line in mine], model.window_files)
+        got = live_rows([prefix_from_json(line["prefix"]) for line in mine], model.window_files)
         got["label"] = np.array([line["label"] for line in mine], np.float32)
         assert set(got) == set(expected)
         for key, values in expected.items():
@@ -114,7 +114,7 @@ def check_parity(log: Path, tmp_path: Path, options: BuildOptions, window: int,
         row = held.get((line["session"], line["time"]))
         if row is None:
             continue
-        sample = prefix_rows([prefix_from_json(line["prefix"])], model.window_files)
+        sample = live_rows([prefix_from_json(line["prefix"])], model.window_files)
         sample[f"dwell_{window - 1}"][:] = last
         assert set(row) == set(sample)
         for key in sample:
@@ -147,7 +147,7 @@ def test_uniform_history_when_every_old_dwell_is_zero() -> None:
     state = SessionState(start=0.0, last=0.0)
     for page in [4, 4, 6, 2, 3, 5]:
         state.view(page, 0.0, WINDOW, 1800.0)  # all at one instant: θ = 0
-    rows = prefix_rows([state.prefix(1.0)], WindowFiles(WINDOW, 10, 3, DwellScale(1800.0, 1.0, 0.0, 7.0), 1))
+    rows = live_rows([state.prefix(1.0)], WindowFiles(WINDOW, 10, 3, DwellScale(1800.0, 1.0, 0.0, 7.0), 1))
     history = rows["history"][0]
     assert history[4] == pytest.approx(2 / 3) and history[6] == pytest.approx(1 / 3) and history.sum() == 1.0
 

@@ -4,7 +4,8 @@ Modules, in pipeline order: `textscan` and `otto` (vectorised parsing), `readers
 `EventLog`), `sessions` (sort, split, vocabularies, dwell, samples), `store` (the
 window-independent samples), `windows` (per-window HDF5 files), `manifest` (the dataset
 and its window cache), `prepare` (the whole conversion), `prefixes` (a log's prefixes as rows of a
-prepared dataset, for `recommend` and `score`), `synth` (synthetic logs).
+prepared dataset, for `recommend` and `score`), `live` (one live session's prefix as a row,
+for `serve`), `synth` (synthetic logs).
 """
 
 from drnngen.data.manifest import Manifest, load_manifest

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
-from drnngen.data.prefix import parse_time
+from drnngen.data.live import parse_time
 from drnngen.errors import UserError
 from drnngen.runner.run import CaffeError
 from drnngen.serving.service import ApiError, Event, SessionService

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from drnngen.data.prefix import Prefix
+from drnngen.data.live import LivePrefix
 from drnngen.errors import UserError
 from drnngen.serving.state import prefix_from_json, prefix_to_json
 
@@ -34,7 +34,7 @@ class SampleLog:
         except OSError as exc:
             raise UserError(f"{path}: cannot open the sample log ({exc.strerror})") from None
 
-    def append(self, session: str, prefix: Prefix, label: int, time: float) -> None:
+    def append(self, session: str, prefix: LivePrefix, label: int, time: float) -> None:
         line = json.dumps({"session": session, "time": time, "label": label, "prefix": prefix_to_json(prefix)},
                           separators=(",", ":")) + "\n"
         with self._lock:
@@ -45,7 +45,7 @@ class SampleLog:
         os.close(self._fd)
 
 
-def read_samples(path: Path) -> Iterator[tuple[Prefix, int]]:
+def read_samples(path: Path) -> Iterator[tuple[LivePrefix, int]]:
     """(prefix, label) of every complete line of a sample log."""
     try:
         text = path.read_text()

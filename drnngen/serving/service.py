@@ -1,7 +1,7 @@
 """The recommendation service without HTTP: events in, recommendations out.
 
 Each event loads the session from the store, changes it in place (`SessionState.view`),
-builds the one row the net needs through `drnngen.data.prefix` (the code `prepare`'s rows
+builds the one row the net needs through `drnngen.data.live` (the code `prepare`'s rows
 come from), scores it in the Caffe child (`drnngen.runner.serving.ForwardServer`) and
 stores the session before answering. A session completes on `end`, or on a purchase when
 the dataset's target is `purchase`; its training sample goes to the sample log.
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from drnngen.data.prefix import Prefix, newest_dwell, prefix_rows
+from drnngen.data.live import LivePrefix, live_rows, newest_dwell
 from drnngen.data.sessions import OOV_PAGE
 from drnngen.errors import UserError
 from drnngen.runner.serving import ForwardClosed
@@ -129,7 +129,7 @@ class SessionService:
             raise ApiError(409, f"session {session!r} belongs to user {state.user!r}, not {event.user!r}")
 
     def _apply(self, session: str, state: SessionState,
-               event: Event) -> tuple[Prefix, tuple[str, float, int] | None]:
+               event: Event) -> tuple[LivePrefix, tuple[str, float, int] | None]:
         """Change `state` by `event`; the prefix to score, and the purchase to record."""
         model = self.model
         cap, label = model.manifest.dwell.cap, self.class_of.get(event.item, -1)
@@ -152,15 +152,15 @@ class SessionService:
         state.view(self.page_of.get(event.item, OOV_PAGE), event.time, model.window, cap)
         return state.prefix(newest_dwell(model.manifest.dwell)), None
 
-    def rows(self, prefix: Prefix) -> dict[str, Float32s]:
+    def rows(self, prefix: LivePrefix) -> dict[str, Float32s]:
         """The sample row of a prefix, as `prepare` writes rows."""
-        return prefix_rows([prefix], self.model.window_files)
+        return live_rows([prefix], self.model.window_files)
 
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= len(self.item_names):
             raise ApiError(422, f"k: expected 1..{len(self.item_names)}, found {k}")
 
-    def _recommend(self, prefix: Prefix, k: int) -> list[tuple[str, float]]:
+    def _recommend(self, prefix: LivePrefix, k: int) -> list[tuple[str, float]]:
         rows = self.rows(prefix)
         for _ in range(3):
             with self._model_lock:

@@ -8,7 +8,7 @@ aggregate); nothing is replayed.
 Dwell: θ of a view is the gap to the session's next event (view or purchase), capped,
 which becomes known when that event arrives. Until then the newest view carries the value
 `prepare` gives a session's last event, the median gap of the train split
-(`drnngen.data.prefix.newest_dwell`).
+(`drnngen.data.live.newest_dwell`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from drnngen.data.prefix import Prefix, view_dwell
+from drnngen.data.live import LivePrefix, view_dwell
 
 
 @dataclass
@@ -36,7 +36,7 @@ class SessionState:
     newest_theta: float | None = None  # the newest view's dwell, once a purchase has fixed it
     sampled: bool = False  # its purchase sample is in the sample log
 
-    def known_prefix(self, time: float, cap: float) -> Prefix:
+    def known_prefix(self, time: float, cap: float) -> LivePrefix:
         """The prefix as an event at `time` makes it known: the newest dwell is the gap to it."""
         if self.newest_theta is not None:
             return self.prefix(self.newest_theta)
@@ -62,12 +62,12 @@ class SessionState:
             self.history_views[old] = self.history_views.get(old, 0) + 1
         self.last, self.events = time, self.events + 1
 
-    def prefix(self, newest_theta: float) -> Prefix:
+    def prefix(self, newest_theta: float) -> LivePrefix:
         """The session so far as a row's input, the newest view's dwell given (unless a
         purchase has fixed it)."""
         newest = newest_theta if self.newest_theta is None else self.newest_theta
         theta = [*self.theta, newest] if self.pages else []
-        return Prefix(tuple(self.pages), tuple(theta), dict(self.history_theta), dict(self.history_views),
+        return LivePrefix(tuple(self.pages), tuple(theta), dict(self.history_theta), dict(self.history_views),
                       tuple(self.user_items))
 
     def to_json(self) -> dict[str, Any]:
@@ -86,15 +86,15 @@ class SessionState:
                    bool(doc.get("sampled", False)))
 
 
-def prefix_to_json(prefix: Prefix) -> dict[str, Any]:
+def prefix_to_json(prefix: LivePrefix) -> dict[str, Any]:
     """A prefix as the sample log stores it."""
     return {"pages": list(prefix.window_pages), "theta": list(prefix.window_theta),
             "history": [[p, prefix.history_theta[p], prefix.history_views[p]] for p in prefix.history_theta],
             "user_items": list(prefix.user_items)}
 
 
-def prefix_from_json(doc: dict[str, Any]) -> Prefix:
+def prefix_from_json(doc: dict[str, Any]) -> LivePrefix:
     history = doc["history"]
-    return Prefix(tuple(int(p) for p in doc["pages"]), tuple(float(t) for t in doc["theta"]),
+    return LivePrefix(tuple(int(p) for p in doc["pages"]), tuple(float(t) for t in doc["theta"]),
                   {int(p): float(t) for p, t, _ in history}, {int(p): int(n) for p, _, n in history},
                   tuple(int(c) for c in doc["user_items"]))

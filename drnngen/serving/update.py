@@ -1,6 +1,6 @@
 """`drnngen update RUN --samples LOG`: fine-tune the served net on completed sessions.
 
-1. The sample log's prefixes become rows through `drnngen.data.prefix` (the code the
+1. The sample log's prefixes become rows through `drnngen.data.live` (the code the
    service scores with) and one HDF5 file, `RUN/serving/updates/<n>/train.h5`.
 2. The served candidate's config, reading that file in TRAIN and the dataset's validation
    split in TEST, trains `--iters` steps starting from the served weights (Caffe's
@@ -28,7 +28,7 @@ import numpy as np
 
 from drnngen.codegen.build import generate, write
 from drnngen.codegen.graph import model_outputs
-from drnngen.data.prefix import Prefix, prefix_rows, write_rows
+from drnngen.data.live import LivePrefix, live_rows, write_rows
 from drnngen.errors import UserError
 from drnngen.runner import TrainJob, fitness, forward_scores, train
 from drnngen.runner.jobs import Mode
@@ -104,14 +104,14 @@ def _update_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _train_file(model: ServedModel, pairs: list[tuple[Prefix, int]], folder: Path) -> Path:
+def _train_file(model: ServedModel, pairs: list[tuple[LivePrefix, int]], folder: Path) -> Path:
     m = model.manifest
     labels = np.array([label for _, label in pairs], np.float32)
     if np.any((labels < 0) | (labels >= m.items)):
         raise UserError(f"the sample log has labels outside 0..{m.items - 1}: not this model's samples")
     prefixes = [prefix for prefix, _ in pairs]
     try:
-        rows = prefix_rows(prefixes, model.window_files)
+        rows = live_rows(prefixes, model.window_files)
     except (ValueError, IndexError) as exc:
         raise UserError(f"the sample log does not fit this model (w={model.window}, M={m.pages}): {exc}") from None
     rows["label"] = labels

@@ -1,8 +1,8 @@
-"""One session prefix → one sample row, through the same code `prepare` writes its rows with.
+"""A live session's prefix → its sample row, through the code `prepare` writes its rows with.
 
 The live service (`drnngen serve`) keeps, per session, only what a row needs: the last w
 page views with their capped dwell θ, the older views folded into a page → weight
-aggregate, and the user's earlier purchases. `prefix_rows` turns that into the HDF5 row
+aggregate, and the user's earlier purchases. `live_rows` turns that into the HDF5 row
 layout by handing it to `windows.build_rows` as a one-sample split, so a change of the
 row layout (e.g. a sparse history) reaches the service without a second implementation.
 
@@ -28,7 +28,7 @@ from drnngen.errors import UserError
 
 
 @dataclass(frozen=True)
-class Prefix:
+class LivePrefix:
     """What the net sees of a session so far (see the module docstring)."""
 
     window_pages: Sequence[int]  # page ids of the last <= w views, oldest first
@@ -50,7 +50,7 @@ def newest_dwell(scale: DwellScale) -> float:
     return view_dwell(scale.last_event, scale.cap)
 
 
-def prefix_rows(prefixes: Sequence[Prefix], spec: WindowFiles) -> dict[str, Float32s]:
+def live_rows(prefixes: Sequence[LivePrefix], spec: WindowFiles) -> dict[str, Float32s]:
     """The sample rows (one per prefix, label 0) in the layout `prepare` writes for `spec`
     (the dataset's window files: w, M, N, dwell scale, row layout)."""
     page: list[int] = []
@@ -94,7 +94,7 @@ def _check_window(window_start: np.ndarray, end: np.ndarray, window: int) -> Non
 
 
 def write_rows(path: Path, rows: Mapping[str, Float32s]) -> None:
-    """Rows from `prefix_rows` (labels filled in) as one HDF5 file Caffe's HDF5Data reads."""
+    """Rows from `live_rows` (labels filled in) as one HDF5 file Caffe's HDF5Data reads."""
     with h5py.File(path, "w") as h5:
         for name, values in rows.items():
             h5.create_dataset(name, data=np.asarray(values, np.float32))
