@@ -250,6 +250,13 @@ CLICK_MISTAKES: dict[str, tuple[list[str], str]] = {
     "score_recs_is_a_folder": (["score", "{dir}", "--log", "{file}"], "'RECS'"),
     "prepare_min_support_zero": (["prepare", "{file}", "--min-item-support", "0", "-o", "{dir}/d"],
                                  "'--min-item-support'"),
+    "serve_run_is_a_file": (["serve", "{file}"], "'RUN'"),
+    "serve_port_zero": (["serve", "{dir}", "--port", "0"], "'--port'"),
+    "serve_k_zero": (["serve", "{dir}", "-k", "0"], "'-k'"),
+    "serve_idle_zero": (["serve", "{dir}", "--idle", "0"], "'--idle'"),
+    "update_missing_samples": (["update", "{dir}"], "'--samples'"),
+    "update_iters_zero": (["update", "{dir}", "--samples", "{file}", "--iters", "0"], "'--iters'"),
+    "update_lr_factor_above_one": (["update", "{dir}", "--samples", "{file}", "--lr-factor", "2"], "'--lr-factor'"),
 }
 
 
@@ -282,7 +289,7 @@ def test_an_unreadable_config_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["", "build", "draw", "prepare", "synth", "tune", "best", "evaluate", "report",
-                                     "doctor", "recommend", "score"])
+                                     "doctor", "recommend", "score", "serve", "update"])
 def test_help_still_prints_the_help(command: str) -> None:
     result = _run(*([command] if command else []), "--help")
     assert result.exit_code == 0 and result.stdout.startswith("Usage: ") and result.stderr == ""
