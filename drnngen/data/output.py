@@ -9,15 +9,21 @@ point leaves the old folder as it was and nothing half-written.
 (its `manifest.json` says drnngen made it) or a synthetic log (the marker file
 `synth` writes, or exactly the files it writes) — and never a folder that holds
 one of the command's input files. An empty folder needs no `--force`.
+
+One command at a time writes an output folder (`output_lock`): a second `prepare`
+or `synth -o SAME` while one runs is one line, not a race over the swap.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from drnngen.data.manifest import MANIFEST_FILE, make_temp_dir
 from drnngen.errors import UserError
@@ -26,13 +32,74 @@ SYNTH_MARKER = ".drnngen-synth.json"
 _MANIFEST_LIMIT = 16 << 20  # a manifest.json is a few KiB; a larger one is not ours
 
 
+@contextmanager
+def output_lock(output: Path, command: str) -> Iterator[None]:
+    """Hold the lock of `output` while `command` writes it. The lock file sits beside
+    the folder (the folder itself is swapped), is the kernel's (flock: a killed command
+    leaves no lock, only a file the next one reuses) and is removed on the way out."""
+    path = output.parent / f".{output.name}.drnngen-lock"
+    made = [folder for folder in (output.parent, *output.parent.parents) if not folder.exists()]
+    try:
+        with _locked(path, output, command):
+            yield
+    finally:
+        if not output.exists():  # a failed first write leaves no empty parents behind
+            for folder in made:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+
+@contextmanager
+def _locked(path: Path, output: Path, command: str) -> Iterator[None]:
+    while True:
+        handle = _open_lock(path, output)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read(200).strip() or "another process"
+            handle.close()
+            raise UserError(f"{output}: another drnngen is writing it right now ({holder}); "
+                            "wait for it to end, or write to another folder") from None
+        if _same_file(handle, path):
+            break
+        handle.close()  # the holder removed it just before we locked: lock the new one
+    with handle:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{command}, pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # while still held: no one can lock the removed file
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_lock(path: Path, output: Path) -> TextIO:
+    _check_name(output)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{output.parent}: cannot create the output folder there ({exc.strerror})") from None
+
+
+def _same_file(handle: TextIO, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), path.stat())
+    except OSError:
+        return False
+
+
 def check_output(output: Path, force: bool, kind: str, recognise: Callable[[Path], str],
                  inputs: Iterable[Path | None] = ()) -> None:
     """Raise a one-line UserError unless `output` may be written (or, with `force`,
     replaced). `recognise(folder)` says why a non-empty folder is not one this
     command may replace (empty when it may); `kind` names such a folder."""
-    if Path(output).name in ("", ".", ".."):
-        raise UserError(f"-o {output}: name the folder to create (e.g. -o data), not {str(output)!r}")
+    _check_name(output)
     if output.is_symlink():
         raise UserError(f"{output}: is a link; name a real folder (or the folder it points to)")
     if not output.exists():
@@ -51,6 +118,11 @@ def check_output(output: Path, force: bool, kind: str, recognise: Callable[[Path
     if problem:
         raise UserError(f"{output}: {problem}; --force replaces only {kind} — remove it yourself or "
                         "write to another folder")
+
+
+def _check_name(output: Path) -> None:
+    if Path(output).name in ("", ".", ".."):
+        raise UserError(f"-o {output}: name the folder to create (e.g. -o data), not {str(output)!r}")
 
 
 def dataset_problem(folder: Path) -> str:

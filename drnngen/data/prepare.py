@@ -25,7 +25,7 @@ from drnngen.data.manifest import (
     load_manifest,
     manifest_dict,
 )
-from drnngen.data.output import check_output, dataset_problem, swap_into_place, temp_folder
+from drnngen.data.output import check_output, dataset_problem, output_lock, swap_into_place, temp_folder
 from drnngen.data.readers import LogSpec, read_log
 from drnngen.data.sessions import OOV_PAGE, BuildOptions, Dataset, build_dataset
 from drnngen.data.store import STORE_FILE, save_store
@@ -62,7 +62,12 @@ class PrepareReport:
 
 
 def prepare(spec: LogSpec, options: PrepareOptions, output: Path, progress: Progress) -> PrepareReport:
-    """Convert the log of `spec` into a dataset folder at `output`."""
+    """Convert the log of `spec` into a dataset folder at `output` (one `prepare` at a time)."""
+    with output_lock(output, "drnngen prepare"):
+        return _prepare(spec, options, output, progress)
+
+
+def _prepare(spec: LogSpec, options: PrepareOptions, output: Path, progress: Progress) -> PrepareReport:
     if not 1 <= options.window <= MAX_WINDOW:
         raise UserError(f"--window must lie in 1..{MAX_WINDOW}, not {options.window}")
     inputs = spec.inputs()

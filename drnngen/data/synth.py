@@ -29,7 +29,14 @@ import numpy as np
 import numpy.typing as npt
 
 from drnngen import __version__
-from drnngen.data.output import SYNTH_MARKER, check_output, swap_into_place, synth_problem, temp_folder
+from drnngen.data.output import (
+    SYNTH_MARKER,
+    check_output,
+    output_lock,
+    swap_into_place,
+    synth_problem,
+    temp_folder,
+)
 from drnngen.errors import UserError
 
 SYNTH_FORMATS = ("yoochoose", "gru4rec", "otto")
@@ -300,6 +307,11 @@ def synthesize(options: SynthOptions, log_format: str, output: Path, force: bool
     if log_format not in SYNTH_FORMATS:
         raise UserError(f"--format must be one of {', '.join(SYNTH_FORMATS)}, not {log_format!r}")
     options.check()
+    with output_lock(output, "drnngen synth"):
+        return _synthesize(options, log_format, output, force, progress)
+
+
+def _synthesize(options: SynthOptions, log_format: str, output: Path, force: bool, progress: Progress) -> list[Path]:
     check_output(output, force, _KIND, _synth_problem)
     log = generate(options)
     progress(f"generated {options.sessions:,} sessions, {int(np.sum(log.tag != ORDER)):,} page views, "
