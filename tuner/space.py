@@ -109,7 +109,7 @@ def parse_space(raw: object) -> SearchSpace:
     """Validate a mapping into a SearchSpace; all problems are reported together."""
     if not isinstance(raw, Mapping):
         raise UserError("space: expected a mapping of keys")
-    errors = [f"{key}: unknown key (known: {', '.join(_KEYS)})" for key in raw if key not in _KEYS]
+    errors = [f"{str(key)[:80]}: unknown key (known: {', '.join(_KEYS)})" for key in raw if key not in _KEYS]
     default = SearchSpace()
     values: dict[str, Any] = {}
     for key in ("states", "layers", "shortcut"):
@@ -145,7 +145,7 @@ def _range(value: object, key: str, errors: list[str]) -> IntRange:
         low, high = value["min"], value["max"]
         if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
             return IntRange(low, high)
-    errors.append(f"{key}: expected an integer or {{min: int, max: int}}, got {value!r}")
+    errors.append(f"{key}: expected an integer or {{min: int, max: int}}, got {short_repr(value)}")
     return IntRange(0, 0)
 
 
@@ -153,7 +153,7 @@ def _choices(value: object, key: str, errors: list[str], allow_empty: bool = Fal
     items = tuple(value) if isinstance(value, list | tuple) else (value,)
     if not items and not allow_empty:
         errors.append(f"{key}: must not be an empty list")
-    if any(isinstance(item, list | dict | tuple) for item in items):
+    if any(isinstance(item, list | dict | tuple | set | bytes) for item in items):
         errors.append(f"{key}: expected a list of plain values, got {short_repr(value)}")
         return ()
     if len(set(items)) != len(items):
@@ -179,7 +179,7 @@ def _fractions(value: object, key: str, errors: list[str], high: float | None) -
         ok = isinstance(item, int | float) and not isinstance(item, bool) and math.isfinite(item) and item >= 0
         if not ok or (high is not None and item >= high):
             bound = f"in [0, {high:g})" if high is not None else ">= 0"
-            errors.append(f"{key}: expected finite values {bound}, got {item!r}")
+            errors.append(f"{key}: expected finite values {bound}, got {short_repr(item)}")
             continue
         out.append(float(item))
     return tuple(out)
@@ -189,7 +189,7 @@ def _flags(value: object, key: str, errors: list[str]) -> tuple[bool, ...]:
     items = _choices(value, key, errors, allow_empty=True)
     bad = [item for item in items if not isinstance(item, bool)]
     if bad:
-        errors.append(f"{key}: expected true/false choices, got {bad[0]!r}")
+        errors.append(f"{key}: expected true/false choices, got {short_repr(bad[0])}")
     return tuple(bool(item) for item in items if isinstance(item, bool))
 
 
@@ -197,20 +197,20 @@ def _solver(name: object, errors: list[str]) -> str:
     for known in SOLVER_TYPES:
         if str(name).lower() == known.lower():
             return known
-    errors.append(f"solver_type: unknown solver {name!r} (one of: {', '.join(SOLVER_TYPES)})")
+    errors.append(f"solver_type: unknown solver {short_repr(name)} (one of: {', '.join(SOLVER_TYPES)})")
     return str(name)
 
 
 def _cell(name: object, errors: list[str]) -> str:
     if name not in CELLS:
-        errors.append(f"cell: unknown cell {name!r} (one of: {', '.join(CELLS)})")
+        errors.append(f"cell: unknown cell {short_repr(name)} (one of: {', '.join(CELLS)})")
     return str(name)
 
 
 def _activation(name: object, errors: list[str]) -> str:
     canonical = ACTIVATIONS.get(str(name).lower())
     if canonical is None:
-        errors.append(f"activations: unknown activation {name!r} (one of: {', '.join(ACTIVATIONS.values())})")
+        errors.append(f"activations: unknown activation {short_repr(name)} (one of: {', '.join(ACTIVATIONS.values())})")
         return str(name)
     return canonical
 

@@ -244,9 +244,13 @@ def manifest_dict(
 def load_manifest(path: Path | str) -> Manifest:
     """Read a prepared dataset (its folder or its manifest.json); one-line UserError on any problem."""
     path = Path(path)
-    file = path / MANIFEST_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise UserError(f"{path}: no {MANIFEST_FILE} here; make the dataset with `drnngen prepare`")
+    try:
+        file = path / MANIFEST_FILE if path.is_dir() else path
+        found = file.is_file()
+    except OSError as exc:  # a name too long, say
+        raise UserError(f"{_shown(path)}: cannot read ({exc.strerror})") from None
+    if not found:
+        raise UserError(f"{_shown(path)}: no {MANIFEST_FILE} here; make the dataset with `drnngen prepare`")
     try:
         data = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError) as exc:
@@ -263,6 +267,12 @@ def load_manifest(path: Path | str) -> Manifest:
     if not (root / STORE_FILE).is_file():
         raise UserError(f"{file}: the sample store {STORE_FILE} beside it is missing")
     return manifest
+
+
+def _shown(path: Path) -> str:
+    """A path for a one-line message: a hostile one of 100 KiB is cut."""
+    text = str(path)
+    return text if len(text) <= 240 else f"{text[:160]}...{text[-60:]}"
 
 
 def _parse(data: dict[str, Any], root: Path, file: Path) -> Manifest:
