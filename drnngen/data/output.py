@@ -30,6 +30,7 @@ from drnngen.errors import UserError
 
 SYNTH_MARKER = ".drnngen-synth.json"
 _MANIFEST_LIMIT = 16 << 20  # a manifest.json is a few KiB; a larger one is not ours
+_MAX_NAME = 200  # bytes of -o's name: NAME_MAX is 255, and the temporary and lock names add to it
 
 
 @contextmanager
@@ -37,6 +38,7 @@ def output_lock(output: Path, command: str) -> Iterator[None]:
     """Hold the lock of `output` while `command` writes it. The lock file sits beside
     the folder (the folder itself is swapped), is the kernel's (flock: a killed command
     leaves no lock, only a file the next one reuses) and is removed on the way out."""
+    _check_name(output)
     path = output.parent / f".{output.name}.drnngen-lock"
     made = [folder for folder in (output.parent, *output.parent.parents) if not folder.exists()]
     try:
@@ -121,8 +123,11 @@ def check_output(output: Path, force: bool, kind: str, recognise: Callable[[Path
 
 
 def _check_name(output: Path) -> None:
-    if Path(output).name in ("", ".", ".."):
+    name = Path(output).name
+    if name in ("", ".", ".."):
         raise UserError(f"-o {output}: name the folder to create (e.g. -o data), not {str(output)!r}")
+    if len(name.encode(errors="surrogateescape")) > _MAX_NAME:  # the temporary names beside it are longer
+        raise UserError(f"-o {name[:40]}...: a folder name of at most {_MAX_NAME} bytes, please")
 
 
 def dataset_problem(folder: Path) -> str:

@@ -323,14 +323,14 @@ def _columns(header: list[str], path: Path, required: Mapping[str, str], optiona
     for role, name in required.items():
         at = _position(header, name, path)
         if at is None:
-            raise UserError(f"{path}:1: missing column {name!r} (the header has: {', '.join(header)})")
+            raise UserError(f"{path}:1: missing column {name!r} (the header has: {_listed(header)})")
         found[role] = at
     for name in optional:
         at = _position(header, name, path)
         if at is not None:
             found[name] = at
         elif name not in ("UserId", "userId"):  # those two are optional by nature
-            raise UserError(f"{path}:1: missing column {name!r} (the header has: {', '.join(header)})")
+            raise UserError(f"{path}:1: missing column {name!r} (the header has: {_listed(header)})")
     return found
 
 
@@ -347,6 +347,13 @@ def _position(header: list[str], name: str, path: Path) -> int | None:
         shown = ", ".join(repr(header[at]) for at in matches)
         raise UserError(f"{path}:1: the columns {shown} all match {name!r}; rename one")
     return matches[0] if matches else None
+
+
+def _listed(header: list[str]) -> str:
+    """A header's names for a one-line message: a binary file's "header" is cut and escaped."""
+    text = ", ".join(header)
+    shown = text if len(text) <= 200 else text[:200] + "..."
+    return shown if shown.isprintable() else ascii(shown)
 
 
 def _col(table: Table, where: Mapping[str, int], role: str) -> Column:

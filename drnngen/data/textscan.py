@@ -35,6 +35,7 @@ DEFAULT_CHUNK_BYTES = 8 << 20
 _NL, _CR, _QUOTE, _UNIT_SEP = 10, 13, 34, 31
 _MAX_INT_DIGITS = 18  # 10**18 < 2**63: no overflow check needed
 _MAX_KEY_BYTES = 64
+_HEADER_LIMIT = 1 << 20  # bytes: a header line is short; a longer one is not a log
 PAD = 64  # zero bytes around a chunk's buffer, so fixed-width windows never leave it
 _DAY = 86400
 
@@ -208,13 +209,22 @@ def _unquote(chunk: Chunk, delimiter: str, source: str) -> Chunk:
     text = chunk.data.decode("utf-8", errors="replace")
     out: list[str] = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    for row in reader:
+    for row in _csv_rows(reader, source, chunk.first_line):
         if reader.line_num != len(out) + 1:
             raise UserError(f"{source}:{chunk.first_line + len(out)}: newline inside a quoted field")
         if any("\x1f" in field for field in row):
             raise UserError(f"{source}:{chunk.first_line + len(out)}: control character \\x1f in a field")
         out.append("\x1f".join(row))
     return Chunk(("\n".join(out) + "\n").encode(), chunk.first_line, chunk.lines)
+
+
+def _csv_rows(reader: Any, source: str, first_line: int) -> Iterator[list[str]]:
+    """The rows of a csv.reader; its errors (a field over its size limit, a bare carriage
+    return in binary garbage) one line each."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise UserError(f"{source}:{first_line + reader.line_num - 1}: not a CSV line ({exc})") from None
 
 
 def parse_int(col: Column) -> Ints:
@@ -379,11 +389,19 @@ def parse_key(col: Column) -> npt.NDArray[np.bytes_]:
 def read_header(path: Path, delimiter: str, source: str) -> list[str]:
     """The first line of a file, split into column names (quotes and a BOM removed)."""
     with open_binary(path) as handle:
-        first = handle.readline()
+        try:
+            first = handle.readline(_HEADER_LIMIT)
+        except (OSError, EOFError, zlib.error) as exc:  # not gzip after all, or a truncated one
+            raise UserError(f"{path}: cannot read: {exc}") from exc
     if not first.strip():
         raise UserError(f"{source}: empty file" if not first else f"{source}:1: empty header line")
+    if not first.endswith(b"\n") and len(first) == _HEADER_LIMIT:
+        raise UserError(f"{source}:1: the header line is longer than {_HEADER_LIMIT >> 10} KiB; is this a log?")
     text = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
-    return [name.strip() for name in next(csv.reader([text], delimiter=delimiter))]
+    try:
+        return [name.strip() for name in next(csv.reader([text], delimiter=delimiter))]
+    except csv.Error as exc:  # a bare carriage return, say: binary, or a file of old-Mac line ends
+        raise UserError(f"{source}:1: cannot read the header line ({exc})") from None
 
 
 def content_digest() -> Digest:
