@@ -12,17 +12,19 @@ so a resumed run ends where the uninterrupted one would have.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from drnngen.errors import UserError
 from drnngen.tuner.fitness import Outcome
@@ -93,6 +95,25 @@ CREATE TABLE IF NOT EXISTS generations (   -- 0 = the initial random population
 """
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reads(method: Callable[Concatenate[Ledger, _P], _R]) -> Callable[Concatenate[Ledger, _P], _R]:
+    """A read of the ledger's rows: a tampered or damaged value (bad JSON, an unknown
+    status, text where a number belongs, bytes that are not UTF-8) is one line."""
+    def reading(self: Ledger, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except UserError:
+            raise
+        except (sqlite3.Error, ValueError, TypeError, KeyError, IndexError) as exc:
+            message = f"{self.path}: a damaged ledger ({type(exc).__name__}: {str(exc)[:160]}); start the run again"
+            raise UserError(message) from None
+    functools.update_wrapper(reading, method)
+    return reading
+
+
 @dataclass(frozen=True)
 class CandidateRow:
     """One row of `candidates`, as `drnngen best` and the tests read it."""
@@ -152,8 +173,13 @@ class Ledger:
     def open(cls, run_dir: Path) -> Ledger:
         """The ledger of an existing run (for --resume and `drnngen best`)."""
         path = Path(run_dir) / LEDGER_FILE
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as exc:  # a link loop, say
+            raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        if not found:
             raise UserError(f"{run_dir}: no {LEDGER_FILE} here; is it a `drnngen tune` run folder?")
+        _check_untouched(path)  # before connecting, which writes (WAL files, and a database into an empty file)
         ledger = cls(_connect(path), path)
         try:
             # A damaged file (a bit flip, a copy cut short) fails here in one line, not
@@ -162,13 +188,14 @@ class Ledger:
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             version = ledger.meta("schema_version")
-        except (sqlite3.Error, ValueError) as exc:
+        except (sqlite3.Error, ValueError, UserError) as exc:
             ledger.close()
             raise UserError(f"{path}: not a complete ledger ({exc}); start the run again") from None
         if version == 1:
             ledger._upgrade_from_1()
         elif version != SCHEMA_VERSION:
-            raise UserError(f"{path}: ledger schema {version!r}, this drnngen reads {SCHEMA_VERSION}")
+            ledger.close()
+            raise UserError(f"{path}: ledger schema {str(version)[:40]!r}, this drnngen reads {SCHEMA_VERSION}")
         return ledger
 
     def _upgrade_from_1(self) -> None:
@@ -182,13 +209,16 @@ class Ledger:
 
     # --- meta --------------------------------------------------------------------
 
+    @_reads
     def meta(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     @property
     def params(self) -> dict[str, Any]:
-        params: dict[str, Any] = self.meta("params")
+        params = self.meta("params")
+        if not isinstance(params, dict):
+            raise UserError(f"{self.path}: a damaged ledger (its params are {type(params).__name__}, not a mapping)")
         return params
 
     def set_meta(self, key: str, value: Any) -> None:
@@ -201,7 +231,11 @@ class Ledger:
 
     @property
     def status(self) -> RunStatus:
-        return RunStatus(self.meta("status"))
+        status = self.meta("status")
+        try:
+            return RunStatus(status)
+        except ValueError:
+            raise UserError(f"{self.path}: a damaged ledger (status {str(status)[:40]!r})") from None
 
     def set_status(self, status: RunStatus) -> None:
         self.set_meta("status", status.value)
@@ -229,6 +263,7 @@ class Ledger:
                  json.dumps({**record, "best_individual": _one(best)}), time.time(), gen),
             )
 
+    @_reads
     def checkpoint(self, make: Callable[[list[Any]], Any]) -> Checkpoint | None:
         """Where to resume: the unfinished generation's start, or after the last
         finished one. `make` turns a genotype list into a DEAP individual."""
@@ -244,19 +279,23 @@ class Ledger:
         best = json.loads(record)["best_individual"]
         return Checkpoint(gen + 1, _individuals(pop_end, make), _rng(rng_end), _individual(json.dumps(best), make))
 
+    @_reads
     def records(self) -> list[dict[str, Any]]:
         """The logbook records of the finished generations, in order."""
-        rows = self._db.execute("SELECT record FROM generations WHERE record IS NOT NULL ORDER BY generation")
+        rows = self._db.execute("SELECT record FROM generations WHERE record IS NOT NULL ORDER BY generation"
+                                ).fetchall()  # all fetched first: a bad row then leaves no statement open
         return [json.loads(r[0]) for r in rows]
 
+    @_reads
     def populations(self) -> dict[int, list[dict[str, Any]]]:
         """Each finished generation's final population: [{genotype, fitness, key}]."""
         rows = self._db.execute("SELECT generation, population_end FROM generations"
-                                " WHERE population_end IS NOT NULL ORDER BY generation")
+                                " WHERE population_end IS NOT NULL ORDER BY generation").fetchall()
         return {int(gen): [m for m in json.loads(text) if m is not None] for gen, text in rows}
 
     # --- candidates ----------------------------------------------------------------
 
+    @_reads
     def outcome(self, key: str) -> Outcome | None:
         row = self._db.execute(f"SELECT {_OUTCOME_COLUMNS} FROM candidates WHERE key = ?", (key,)).fetchone()
         return None if row is None else self._absolute(_outcome(row))
@@ -287,12 +326,13 @@ class Ledger:
                 [(self.generation, pos, key, Source(source).value) for pos, key, source in rows],
             )
 
+    @_reads
     def candidates(self) -> list[CandidateRow]:
         """Every candidate, in the order first evaluated."""
         rows = self._db.execute(
             f"SELECT key, genotype, config, random_seed, folder, source, generation, {_OUTCOME_COLUMNS}"
             " FROM candidates ORDER BY seq"
-        )
+        ).fetchall()
         return [CandidateRow(r[0], json.loads(r[1]), r[2], self._absolute(_outcome(r[7:])), r[3],
                              self._resolve(r[4]), r[5], r[6]) for r in rows]
 
@@ -354,8 +394,44 @@ _OUTCOME_COLUMNS = ("status, fitness, accuracy, loss, metrics, iterations, solve
 
 def _outcome(row: Sequence[Any]) -> Outcome:
     status, fit, acc, loss, metrics, iterations, solver_s, wall_s, error, model, best_it, reason, vals, note = row
+    fit, acc, loss = float(fit), _number(acc), _number(loss)  # a tampered 'high' fails here, not in a format
     return Outcome(status, fit, acc, loss, json.loads(metrics), iterations, solver_s, wall_s, error, model,
                    best_it, reason, tuple(json.loads(vals or "[]")), note)
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+_TABLES = ("meta", "candidates", "evaluations", "generations")
+
+
+def _check_untouched(path: Path) -> None:
+    """Refuse a file that is not a whole ledger, reading it without writing anything
+    (SQLite's immutable mode: no WAL or lock files beside it, no header written)."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(16)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    if header != b"SQLite format 3\x00":
+        raise UserError(f"{path}: not a complete ledger (not an SQLite file); start the run again")
+    try:
+        db = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?immutable=1", uri=True)
+        try:
+            # A damaged file (a bit flip, a copy cut short) fails here in one line, not
+            # later in whichever query first touches the damaged page.
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = [name for name in _TABLES if name not in tables]
+            if missing:
+                raise sqlite3.DatabaseError(f"no table {missing[0]}")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UserError(f"{path}: not a complete ledger ({str(exc)[:160]}); start the run again") from None
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from drnngen.codegen.config import DRNNConfig, parse_config
+from drnngen.errors import UserError
 from drnngen.tuner.space import SearchSpace, parse_space
 
 
@@ -37,7 +38,10 @@ class TuneParams:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TuneParams:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError as exc:  # a ledger whose params lost keys
+            raise UserError(f"the run's parameters are incomplete ({str(exc)[:160]}); start the run again") from None
 
     def base_config(self) -> DRNNConfig:
         return parse_config(self.base)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from drnngen.cli.params import output_path
 from drnngen.codegen.build import generate, write
 from drnngen.codegen.config import DRNNConfig, load_config
 
@@ -27,7 +28,7 @@ def _load(config: Path, data: Path | None) -> DRNNConfig:
 
 @click.command()
 @config_argument
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+@click.option("-o", "--output", type=output_path(file_okay=False), default=Path("out"),
               show_default=True, help="Folder for net.prototxt, solver.prototxt and deploy.prototxt.")
 @click.option("--dry-run", is_flag=True, help="Print the files instead of writing them.")
 @data_option
@@ -54,7 +55,7 @@ def build(config: Path, output: Path, dry_run: bool, data: Path | None) -> None:
 
 @click.command()
 @config_argument
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("-o", "--output", type=output_path(dir_okay=False), required=True,
               help="Picture to write: .svg, .png or .dot (Graphviz).")
 @data_option
 def draw(config: Path, output: Path, data: Path | None) -> None:

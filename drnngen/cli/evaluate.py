@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from drnngen.cli.params import finite
+from drnngen.cli.params import finite, output_path
 from drnngen.errors import UserError
 
 if TYPE_CHECKING:  # the evaluation stack (numpy, h5py, matplotlib) loads only when a command runs
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the evaluation stack (numpy, h5py, matplotlib) loads only w
               help="deploy.prototxt of any trained net (instead of RUN's best).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The .caffemodel for --deploy.")
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=output_path(file_okay=False), default=None,
               help="Folder for evaluation.json and evaluation.md (default: RUN, else the weights' folder).")
 @click.option("--shrink", type=finite(0), default=20.0, show_default=True,
               help="item-kNN's similarity regulariser λ (GRU4Rec's default).")
@@ -76,8 +76,8 @@ def net_under_test(run: Path | None, candidate: str | None, deploy: Path | None,
 
 
 @click.command()
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.argument("run", type=output_path(file_okay=False))
+@click.option("-o", "--output", type=output_path(file_okay=False), default=None,
               help="Folder for the PNG plots and report.md (default: RUN/report).")
 def report(run: Path, output: Path | None) -> None:
     """Plots of tuning run RUN (fitness per generation, accuracy vs loss, training times,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,3 +42,18 @@ class CountOrAll(click.IntRange):
 def count_or_all(min: int) -> CountOrAll:
     """An integer option >= `min` that also takes `all`."""
     return CountOrAll(min)
+
+
+class NamedPath(click.Path):
+    """A path option that refuses the empty string, which click would turn into `.`
+    (so `-o ""` would write into the current folder)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; name a folder (`.` for this one)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def output_path(file_okay: bool = True, dir_okay: bool = True) -> NamedPath:
+    """The type of an -o (or RUN) option: a pathlib.Path, never empty."""
+    return NamedPath(file_okay=file_okay, dir_okay=dir_okay, path_type=Path)

@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from drnngen.cli.data import parse_size
-from drnngen.cli.params import finite
+from drnngen.cli.params import finite, output_path
 from drnngen.codegen.config import INT32_MAX, DRNNConfig, load_config, to_mapping
 from drnngen.data.manifest import load_manifest
 from drnngen.errors import UserError
@@ -34,6 +34,8 @@ from drnngen.tuner.space import SearchSpace, load_space, space_mapping
 _RESULT_OPTIONS = ("config", "space", "data", "memory_budget", "population", "iters", "epochs", "pc", "pm", "strategy",
                    "mode", "seed", "timeout", "time_budget", "validate_every", "patience", "nan_retry", "train_minutes")
 UNBOUNDED_GENERATIONS = 1_000_000  # with --time-budget and no --generations: until the budget is spent
+MAX_POPULATION = 100_000  # far beyond any run; a 30-digit one would hang creating it
+MAX_WORKERS = 1024  # trainings at once on one machine (a thread and a Caffe child each)
 _PATH = click.Path(path_type=Path)
 
 
@@ -66,10 +68,11 @@ def _require_local_caffe(mode: str) -> None:
               help="Without --config: the default base config's TRAIN and TEST batches are chosen so that the "
                    "space's largest net holds at most this much (half each; the score blobs are batch × N per "
                    "state).")
-@click.option("--generations", type=click.IntRange(0),
+@click.option("--generations", type=click.IntRange(0, UNBOUNDED_GENERATIONS),
               help="GA generations N after the initial population (with --resume: extend to N) "
                    "[default: 10; with --time-budget: until the budget is spent].")
-@click.option("--population", type=click.IntRange(2), default=10, show_default=True, help="Population size.")
+@click.option("--population", type=click.IntRange(2, MAX_POPULATION), default=10, show_default=True,
+              help="Population size.")
 @click.option("--iters", type=click.IntRange(1, INT32_MAX), help="Training budget of every candidate, in iterations.")
 @click.option("--epochs", type=finite(0, min_open=True),
               help="Training budget in epochs of the train split (instead of --iters) [default: 30].")
@@ -91,7 +94,8 @@ def _require_local_caffe(mode: str) -> None:
 @click.option("--pm", type=finite(0, 1), default=0.2, show_default=True, help="Mutation probability.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="literal", show_default=True,
               help="literal: Algorithm 2 as written (no selection); elitist: (mu+lambda) with tournaments.")
-@click.option("--workers", type=click.IntRange(1), help="Trainings at once (default 1, or one per --gpus id).")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS),
+              help="Trainings at once (default 1, or one per --gpus id).")
 @click.option("--mode", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True, help="Caffe mode.")
 @click.option("--gpus", help="GPU ids, e.g. 0,1: one worker pinned to each (with --mode gpu).")
 @click.option("--scheduler", metavar="tcp://HOST:8786",
@@ -104,8 +108,8 @@ def _require_local_caffe(mode: str) -> None:
 @click.option("--cache-dir", type=_PATH,
               help="Result cache shared across runs [default: $DRNNGEN_CACHE/tune].")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the cross-run cache.")
-@click.option("-o", "--output", type=_PATH, help="Run folder [default: runs/tune-<date>-<time>].")
-@click.option("--resume", type=_PATH, metavar="RUN", help="Continue the run in RUN where it stopped.")
+@click.option("-o", "--output", type=output_path(), help="Run folder [default: runs/tune-<date>-<time>].")
+@click.option("--resume", type=output_path(), metavar="RUN", help="Continue the run in RUN where it stopped.")
 @click.pass_context
 def tune_command(ctx: click.Context, /, **options: Any) -> None:
     """Evolve the DRNN's hyperparameters (Algorithm 2), training every candidate in Caffe.
@@ -336,8 +340,8 @@ def _finish(summary: RunSummary) -> None:
 
 
 @click.command()
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--output", type=_PATH, help="Folder for the files [default: RUN/best].")
+@click.argument("run", type=output_path(file_okay=False))
+@click.option("-o", "--output", type=output_path(), help="Folder for the files [default: RUN/best].")
 def best(run: Path, output: Path | None) -> None:
     """Export the best candidate of RUN: config.yaml, net/solver/deploy prototxt,
     model.caffemodel and best.json (fitness, accuracy, loss, genotype)."""

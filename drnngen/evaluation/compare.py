@@ -205,9 +205,11 @@ _INPUT_PAGE = re.compile(r'(?:top|input):\s*"page_(\d+)"')
 def deploy_window(deploy: Path) -> int:
     """The number of states w of a deploy net: its ``page_t`` inputs."""
     try:
-        text = deploy.read_text()
+        text = deploy.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{deploy}: cannot read the deploy net ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise UserError(f"{deploy}: not a deploy.prototxt (not UTF-8 text)") from None
     states = {int(t) for t in _INPUT_PAGE.findall(text)}
     if not states or states != set(range(len(states))):
         raise UserError(f"{deploy}: no inputs page_0 … page_{{w-1}}; is this a drnngen deploy.prototxt?")

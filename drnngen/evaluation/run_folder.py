@@ -95,7 +95,7 @@ def _pick(rows: Sequence[CandidateRow], prefix: str, run: Path) -> CandidateRow:
     found = [row for row in rows if row.key.startswith(prefix)]
     if len(found) != 1:
         what = "no candidate" if not found else f"{len(found)} candidates"
-        raise UserError(f"--candidate {prefix}: {what} of {run} has a key starting so "
+        raise UserError(f"--candidate {prefix[:40]}: {what} of {run} has a key starting so "
                         "(keys are the candidates/ folder names)")
     return found[0]
 
