@@ -23,7 +23,7 @@ BEST_FILE = "best.json"
 
 def best_candidate(run_dir: Path) -> tuple[CandidateRow, TuneParams]:
     """The run's fittest successful candidate, or UserError when there is none."""
-    ledger = Ledger.open(Path(run_dir))
+    ledger = Ledger.open(Path(run_dir), read_only=True)
     try:
         best, params = ledger.best(), TuneParams.from_json(ledger.params)
     finally:

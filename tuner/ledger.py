@@ -170,8 +170,10 @@ class Ledger:
         return cls(_connect(path), path)
 
     @classmethod
-    def open(cls, run_dir: Path) -> Ledger:
-        """The ledger of an existing run (for --resume and `drnngen best`)."""
+    def open(cls, run_dir: Path, read_only: bool = False) -> Ledger:
+        """The ledger of an existing run (for --resume, and `read_only` for `best`,
+        `report` and `evaluate`: those then write nothing into the run folder, not even
+        SQLite's WAL files, unless a run is writing it right now)."""
         path = Path(run_dir) / LEDGER_FILE
         try:
             found = path.is_file()
@@ -180,7 +182,8 @@ class Ledger:
         if not found:
             raise UserError(f"{run_dir}: no {LEDGER_FILE} here; is it a `drnngen tune` run folder?")
         _check_untouched(path)  # before connecting, which writes (WAL files, and a database into an empty file)
-        ledger = cls(_connect(path), path)
+        quiet = read_only and not path.with_name(path.name + "-wal").exists()  # no writer, nothing uncommitted
+        ledger = cls(_connect_immutable(path) if quiet else _connect(path), path)
         try:
             # A damaged file (a bit flip, a copy cut short) fails here in one line, not
             # later in whichever query first touches the damaged page.
@@ -191,6 +194,9 @@ class Ledger:
         except (sqlite3.Error, ValueError, UserError) as exc:
             ledger.close()
             raise UserError(f"{path}: not a complete ledger ({exc}); start the run again") from None
+        if version == 1 and quiet:
+            ledger.close()
+            return cls.open(run_dir)  # an old ledger is upgraded in place, once
         if version == 1:
             ledger._upgrade_from_1()
         elif version != SCHEMA_VERSION:
@@ -417,7 +423,7 @@ def _check_untouched(path: Path) -> None:
     if header != b"SQLite format 3\x00":
         raise UserError(f"{path}: not a complete ledger (not an SQLite file); start the run again")
     try:
-        db = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?immutable=1", uri=True)
+        db = _connect_immutable(path)
         try:
             # A damaged file (a bit flip, a copy cut short) fails here in one line, not
             # later in whichever query first touches the damaged page.
@@ -439,6 +445,14 @@ def _temp_beside(path: Path) -> tuple[int, str]:
         return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as exc:
         raise UserError(f"{path.parent}: cannot create the ledger ({exc.strerror}); nothing was written") from None
+
+
+def _connect_immutable(path: Path) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?immutable=1", uri=True,
+                               isolation_level=None)
+    except sqlite3.Error as exc:
+        raise UserError(f"{path}: cannot open the ledger ({exc})") from None
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -105,10 +105,11 @@ def run_lock(run_dir: Path, create: bool = False) -> Iterator[None]:
             holder = handle.read().strip() or "another process"
             raise UserError(f"{run_dir}: is being tuned right now ({holder}); wait for it to end or stop it, "
                             "then --resume") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
+        try:  # who holds it, for the next one's message; best effort (a full disk: the flock holds all the same)
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), f"pid {os.getpid()}\n".encode(), 0)  # unbuffered: close() cannot fail
+        except OSError:
+            pass
         try:
             yield
         finally:

@@ -69,15 +69,22 @@ def _locked(path: Path, output: Path, command: str) -> Iterator[None]:
             break
         handle.close()  # the holder removed it just before we locked: lock the new one
     with handle:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{command}, pid {os.getpid()}\n")
-        handle.flush()
+        _say_holder(handle, f"{command}, pid {os.getpid()}")
         try:
             yield
         finally:
             path.unlink(missing_ok=True)  # while still held: no one can lock the removed file
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _say_holder(handle: TextIO, holder: str) -> None:
+    """Write who holds the lock into its file, for the next one's message. Best effort:
+    on a full disk the lock holds all the same (it is the flock, not the text)."""
+    try:  # unbuffered: a failed write leaves nothing for close() to fail on again
+        os.ftruncate(handle.fileno(), 0)
+        os.pwrite(handle.fileno(), (holder + "\n").encode(), 0)
+    except OSError:
+        pass
 
 
 def _open_lock(path: Path, output: Path) -> TextIO:

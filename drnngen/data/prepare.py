@@ -93,13 +93,21 @@ def _prepare(spec: LogSpec, options: PrepareOptions, output: Path, progress: Pro
         swap_into_place(tmp, output)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"{output}: cannot write the dataset ({exc.strerror or exc})") from None
+        raise UserError(f"{output}: cannot write the dataset ({_reason(exc)})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     manifest = load_manifest(output)
     sources = manifest.sources(options.window, progress)  # the list files name the final folder
     return PrepareReport(manifest, sources, events, clock.laps)
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError's reason in a few words; HDF5's own carry a whole report (times, buffers)."""
+    if exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return "No space left on device" if "No space left on device" in text else text[:200]
 
 
 class _Clock:

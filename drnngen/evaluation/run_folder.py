@@ -36,7 +36,7 @@ CAFFE_LOG = "caffe.log"
 
 def trained_net(run: Path, candidate: str | None = None) -> NetUnderTest:
     """The best candidate of ``run`` (or the one whose key starts with ``candidate``) as a net to evaluate."""
-    ledger = Ledger.open(run)
+    ledger = Ledger.open(run, read_only=True)
     try:
         rows, space = ledger.candidates(), _space(ledger)
         row = _pick(rows, candidate, run) if candidate else ledger.best()
@@ -66,7 +66,7 @@ def run_dataset(run: Path) -> Path:
 
 def run_history(run: Path) -> RunHistory:
     """Everything `drnngen report` plots, read from the run folder."""
-    ledger = Ledger.open(run)
+    ledger = Ledger.open(run, read_only=True)
     try:
         rows, space, best, populations = ledger.candidates(), _space(ledger), ledger.best(), ledger.populations()
     finally:
