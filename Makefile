@@ -8,7 +8,7 @@ DRNNGEN := $(VENV)/bin/drnngen
 INSTALLED := $(VENV)/.installed
 export DRNNGEN_CACHE ?= $(HOME)/.cache/drnngen
 
-.PHONY: help setup system-deps caffe venv demo test test-fast lint golden bench quality doctor clean
+.PHONY: help setup system-deps caffe venv demo test test-fast fuzz lint golden bench quality doctor clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -62,6 +62,14 @@ test: setup  ## the whole suite (the README's test command; CI runs it)
 # Runs on a machine without Caffe (a test that needs it is marked `caffe`); CI runs it first.
 test-fast: venv  ## tests that need no Caffe build (no `caffe` or `slow` marker)
 	$(PY) -m pytest -m "not caffe and not slow"
+
+# Issue #13's promise over thousands of hostile inputs (tests/test_fuzz_*.py): one `error:`
+# line and exit 2, or success, and nothing written outside -o. Prints the tally per command
+# and category, and writes it to out/fuzz/tally.md. FUZZ_MARKERS="" adds the slow and Caffe cases.
+FUZZ_MARKERS ?= not slow and not caffe
+fuzz: venv  ## the fuzz suite with its tally (out/fuzz/tally.md)
+	$(PY) -m pytest -q -p tests.fuzz_tally --fuzz-tally out/fuzz/tally.md -m "$(FUZZ_MARKERS)" \
+		tests/test_fuzz_config.py tests/test_fuzz_data.py tests/test_fuzz_run.py
 
 lint: venv  ## ruff + mypy
 	$(VENV)/bin/ruff check .
