@@ -101,9 +101,11 @@ def assert_promise(result: Result, case: Case) -> None:
     assert len(lines[0]) <= MAX_LINE, (case.id, lines[0][:200])
 
 
-def run_case(case: Case, root: Path, fill: dict[str, Path], watch: Sequence[Path] = ()) -> Result:
+def run_case(case: Case, root: Path, fill: dict[str, Path], watch: Sequence[Path] = (),
+             documented: Sequence[Path] = ()) -> Result:
     """Write the case's files under root/in, run it with root/out as -o, check the
-    promise and that nothing but root/out changed (under root, and in `watch`)."""
+    promise and that nothing but root/out (and the `documented` caches) changed
+    (under root, and in `watch`)."""
     inputs = root / "in"
     inputs.mkdir(exist_ok=True)
     for name, content in case.files:
@@ -111,10 +113,10 @@ def run_case(case: Case, root: Path, fill: dict[str, Path], watch: Sequence[Path
     out = root / "out"
     values = {"in": str(inputs), "out": str(out), **{k: str(v) for k, v in fill.items()}}
     args = [arg.format(**values) for arg in case.args]
-    before = [snapshot(root, [out]), *(stat_snapshot(w) for w in watch)]
+    before = [snapshot(root, [out, *documented]), *(stat_snapshot(w) for w in watch)]
     result = invoke(args)
     assert_promise(result, case)
-    after = [snapshot(root, [out]), *(stat_snapshot(w) for w in watch)]
+    after = [snapshot(root, [out, *documented]), *(stat_snapshot(w) for w in watch)]
     changed = [sorted(set(a.items()) ^ set(b.items()))[:6] for a, b in zip(after, before, strict=True)]
     assert after == before, (case.id, "wrote outside -o or changed an input", changed)
     return result

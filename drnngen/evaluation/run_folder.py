@@ -71,6 +71,7 @@ def run_history(run: Path) -> RunHistory:
         rows, space, best, populations = ledger.candidates(), _space(ledger), ledger.best(), ledger.populations()
     finally:
         ledger.close()
+    _check_rows(run, rows, populations)
     candidates = [_candidate(row, space) for row in rows]
     best_view = next((c for c in candidates if best is not None and c.key == short_key(best.key)), None)
     return RunHistory(
@@ -79,12 +80,36 @@ def run_history(run: Path) -> RunHistory:
         populations={gen: [Member(genes_of(m["genotype"], space), _finite_or_none(m.get("fitness")))
                            for m in members] for gen, members in populations.items()},
         best=best_view,
-        best_curve=_curve(best),
+        best_curve=_readable(run, _curve, best),
         test_metrics=_evaluation(run),
     )
 
 
 # --- pieces ---------------------------------------------------------------------------------
+
+def _check_rows(run: Path, rows: Sequence[CandidateRow], populations: dict[int, list[dict[str, Any]]]) -> None:
+    """What the plots rely on, checked once: a ledger tampered with (values out of
+    range, generations naming candidates it lacks) is one line, not a plotting error."""
+    known = {row.key for row in rows}
+    for gen, members in populations.items():
+        missing = [m.get("key") for m in members if isinstance(m, dict) and m.get("key") not in known]
+        if missing:
+            raise UserError(f"{run}: a damaged ledger (generation {gen} names candidate "
+                            f"{str(missing[0])[:16]}, which it does not hold)")
+    for row in rows:
+        o = row.outcome
+        if not (o.accuracy is None or 0 <= o.accuracy <= 1) or not (o.loss is None or abs(o.loss) < 1e30):
+            raise UserError(f"{run}: a damaged ledger (candidate {short_key(row.key)}: accuracy {o.accuracy}, "
+                            f"loss {o.loss})")
+
+
+def _readable(run: Path, read: Any, *args: Any) -> Any:
+    """`read(*args)` of what the ledger recorded; a value of the wrong kind is one line."""
+    try:
+        return read(*args)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UserError(f"{run}: a damaged ledger ({type(exc).__name__}: {str(exc)[:120]})") from None
+
 
 
 def _space(ledger: Ledger) -> SearchSpace:
