@@ -14,6 +14,8 @@ import functools
 import gzip
 import hashlib
 import io
+import os
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +58,8 @@ class Chunk:
 def open_binary(path: Path) -> IO[bytes]:
     """Open a log for reading; `.gz` logs are decompressed on the fly."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # /dev/zero would never end, a FIFO never open
+            raise UserError(f"{path}: not a regular file (a pipe or a device?); give the log file")
         if path.suffix == ".gz":
             return cast(IO[bytes], gzip.open(path, "rb"))
         return path.open("rb")

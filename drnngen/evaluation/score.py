@@ -14,6 +14,8 @@ have, is an error: the two files do not belong together.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,9 @@ def read_lists(path: Path) -> Lists:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # /dev/zero would never end
+        handle.close()
+        raise UserError(f"{path}: not a regular file (a pipe or a device?); give the CSV file")
     with handle:
         try:
             return _parse(path, iter(handle))
