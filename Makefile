@@ -69,7 +69,8 @@ test-fast: venv  ## tests that need no Caffe build (no `caffe` or `slow` marker)
 FUZZ_MARKERS ?= not slow and not caffe
 fuzz: venv  ## the fuzz suite with its tally (out/fuzz/tally.md)
 	$(PY) -m pytest -q -p tests.fuzz_tally --fuzz-tally out/fuzz/tally.md -m "$(FUZZ_MARKERS)" \
-		tests/test_fuzz_config.py tests/test_fuzz_data.py tests/test_fuzz_run.py tests/test_fuzz_recs.py
+		tests/test_fuzz_config.py tests/test_fuzz_data.py tests/test_fuzz_run.py tests/test_fuzz_recs.py \
+		tests/test_fuzz_serve.py
 
 lint: venv  ## ruff + mypy
 	$(VENV)/bin/ruff check .

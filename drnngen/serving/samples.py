@@ -48,14 +48,16 @@ class SampleLog:
 def read_samples(path: Path) -> Iterator[tuple[LivePrefix, int]]:
     """(prefix, label) of every complete line of a sample log."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"--samples {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--samples {path}: not UTF-8 text; is it a sample log `serve` wrote?") from None
     for number, line in enumerate(text.splitlines(keepends=True), 1):
         if not line.endswith("\n"):
             return  # cut short by a crash while it was written
         try:
             doc: dict[str, Any] = json.loads(line)
             yield prefix_from_json(doc["prefix"]), int(doc["label"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"--samples {path}:{number}: not a sample line ({exc})") from None
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: nested too deeply
+            raise UserError(f"--samples {path}:{number}: not a sample line ({str(exc)[:160]})") from None

@@ -90,7 +90,9 @@ def check_port(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise UserError(f"--host {host}: {exc.strerror}") from None
+        raise UserError(f"--host {host[:80]}: {exc.strerror}") from None
+    except UnicodeError:  # a label over 63 characters, say (the idna codec)
+        raise UserError(f"--host {host[:80]}: not a host name or address") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
