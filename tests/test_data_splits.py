@@ -110,6 +110,18 @@ def test_the_filters_on_one_log_are_session_rec_s(tmp_path: Path, support: int, 
     assert counts["sessions"] == len({s for s, _, _ in kept})
 
 
+@pytest.mark.parametrize("given", [True, False])
+@pytest.mark.parametrize("option", ["--min-session-length", "--min-item-support"])
+def test_filters_that_leave_nothing_are_one_line(tmp_path: Path, given: bool, option: str) -> None:
+    session_rec_trio(tmp_path)
+    splits = ["--valid-log", str(tmp_path / "shop_train_valid.txt"), "--test-log", str(tmp_path / "shop_test.txt")]
+    code, _, err = _run("prepare", str(tmp_path / "shop_train_tr.txt"), *(splits if given else []), "--target",
+                        "next-item", option, "100000", "-q", "-o", str(tmp_path / "d"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert "no events left" in err and f"{option} 100000" in err, err
+    assert not (tmp_path / "d").exists()
+
+
 def test_a_split_left_empty_by_the_filters_is_one_line(tmp_path: Path) -> None:
     write_tsv(tmp_path / "a_train_tr.txt", [(1, 10, 0), (1, 11, 5)])
     write_tsv(tmp_path / "a_train_valid.txt", [(3, 10, 30), (3, 11, 40)])

@@ -154,6 +154,9 @@ def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> D
                         "(pass --buys FILE, or use --target next-item)")
     read = len(log)
     split_counts = filter_log(log, options)
+    if not len(log):  # given splits say which split went empty (filter_log); one log says it here
+        raise UserError(f"{_inputs(log)}: no events left after filtering (--min-item-support "
+                        f"{options.min_item_support}, --min-session-length {options.min_session_length})")
     sort_log(log)
     progress(f"sorted {len(log):,} events" + (f" ({read - len(log):,} filtered out)" if read > len(log) else ""))
     sessions = _cut_sessions(log, options.split)
