@@ -96,9 +96,13 @@ def write_tsv(path: Path, events: list[Event], header: str = "SessionId\tItemId\
     return path
 
 
-def session_rec_trio(folder: Path, seed: int = 0) -> dict[str, list[Event]]:
+def session_rec_trio(folder: Path, seed: int = 0, foreign: bool = False) -> dict[str, list[Event]]:
     """Events like session-rec's preprocessing writes them (GRU4Rec's TSV layout): every session
-    of at least 2 events, validation and test items all seen in train, later sessions later."""
+    of at least 2 events, validation and test items all seen in train, later sessions later.
+
+    `foreign`: the test file also holds items train lacks (prepare drops their events), one
+    session left a single event by that (gone under --min-session-length 2), and train a
+    one-event session (gone too)."""
     rng = np.random.default_rng(seed)
     events: dict[str, list[Event]] = {}
     session = 1000
@@ -114,6 +118,12 @@ def session_rec_trio(folder: Path, seed: int = 0) -> dict[str, list[Event]]:
         for j in range(5):
             events["train"].append((90_000 + item, item, 1_400_000_000 + j))
             events["train"].append((90_000 + item, 5000, 1_400_000_000 + j + 1))
+    if foreign:
+        last = 1_400_000_000 + session * 600 + 600
+        a, b = session + 1, session + 2
+        events["test"][5:5] = [(a, 5001, last), (a, 7777, last + 20), (a, 5002, last + 40), (a, 5003, last + 60),
+                               (b, 7778, last + 600), (b, 5004, last + 620)]
+        events["train"].append((80_000, 5005, 1_400_000_000))
     for name, suffix in (("train", "train_tr"), ("valid", "train_valid"), ("test", "test")):
         write_tsv(folder / f"shop_{suffix}.txt", events[name])
     return events

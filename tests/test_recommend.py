@@ -64,6 +64,21 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, root / "data"
 
 
+@pytest.fixture(scope="module")
+def foreign_trio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A trio whose test file holds items train lacks, prepared with --min-session-length 2:
+    prepare drops events and sessions of the test file that recommend and score must drop too."""
+    root = tmp_path_factory.mktemp("foreign")
+    session_rec_trio(root, seed=4, foreign=True)
+    spec = LogSpec("gru4rec", root / "shop_train_tr.txt", valid=root / "shop_train_valid.txt",
+                   test=root / "shop_test.txt")
+    report = run_prepare(spec, root / "data", build=BuildOptions(target="next-item", max_items=100,
+                                                                  min_session_length=2), window=3)
+    test = report.manifest.data["splits"]["test"]
+    assert test["dropped_unseen_item_events"] == 2 and test["dropped_filtered_events"] == 1  # not vacuous
+    return root, root / "data"
+
+
 def test_recommend_rows_are_prepare_rows_on_the_same_log(tmp_path: Path) -> None:
     """One log with purchases and users: every sample prepare makes of it (every split) is a
     row recommend makes, byte for byte (window, dwell, history, user items, OOV pages, label)."""
@@ -77,13 +92,16 @@ def test_recommend_rows_are_prepare_rows_on_the_same_log(tmp_path: Path) -> None
     rows = _rows(write_prefix_rows(prefixes, manifest, 3, tmp_path / "rows", 50, quiet).chunks)
     labelled = rows["label"] >= 0
     assert 0 < len(prepared) == int(labelled.sum()) < len(labelled)  # some next views are no class
-    assert Counter(_flat(rows, labelled)) == Counter(prepared)
+    assert _flat(rows, labelled) == prepared  # the same rows in the same order: sessions in time order, positions
     # not vacuous: history and user items hold something (whatever the layout names them), OOV pages occur
     assert all(np.any(values != 0) for values in rows.values()) and np.any(rows["page_0"] == 1)
 
 
-def test_recommend_rows_on_the_test_file_are_prepare_s_test_rows(trio: tuple[Path, Path], tmp_path: Path) -> None:
-    root, data = trio
+@pytest.mark.parametrize("which", ["trio", "foreign_trio"])
+def test_recommend_rows_on_the_test_file_are_prepare_s_test_rows(which: str, tmp_path: Path,
+                                                                  request: pytest.FixtureRequest) -> None:
+    """Row by row in order, also where prepare's filters dropped events and sessions of the test file."""
+    root, data = request.getfixturevalue(which)
     manifest = load_manifest(data)
     prefixes = read_prefixes(LogSpec("gru4rec", root / "shop_test.txt"), manifest, quiet)
     rows = _rows(write_prefix_rows(prefixes, manifest, 3, tmp_path, 10_000, quiet).chunks)
@@ -111,16 +129,18 @@ def _fake_net(data: Path, tmp_path: Path) -> tuple[NetUnderTest, Any]:
     return NetUnderTest(tmp_path / DEPLOY, tmp_path / "model.caffemodel", {}), scores_of
 
 
-def test_recommend_and_score_give_evaluate_s_recall_and_mrr(trio: tuple[Path, Path], tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    root, data = trio
+@pytest.mark.parametrize("which", ["trio", "foreign_trio"])
+def test_recommend_and_score_give_evaluate_s_recall_and_mrr(which: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             request: pytest.FixtureRequest) -> None:
+    root, data = request.getfixturevalue(which)
     net, scores_of = _fake_net(data, tmp_path)
     monkeypatch.setattr(recommend_module, "SCORE_BYTES", 4 * 40 * 7)  # 7 rows a chunk: many chunks
     test_log = LogSpec("gru4rec", root / "shop_test.txt")
     scorer = NetScorer(net, load_manifest(data).items, scores_of=scores_of)
     report = recommend(test_log, data, scorer, 20, tmp_path / "recs.csv", quiet)
     assert report.rows == load_manifest(data).test_samples
-    ours = score(tmp_path / "recs.csv", test_log, "5,20", quiet)
+    ours = score(tmp_path / "recs.csv", test_log, "5,20", quiet, dataset=load_manifest(data))
     theirs = evaluate_net(net, data, "5,20", scores_of=scores_of).results["DRNN"]
     assert ours.positions == theirs.samples
     for k in (5, 20):
@@ -149,6 +169,25 @@ def test_the_csv_is_session_rec_s_layout(trio: tuple[Path, Path], tmp_path: Path
     assert {s: len(p) for s, p in seen.items()} == {s: n - 1 for s, n in lengths.items()}
     assert all(p == list(range(len(p))) for p in seen.values())  # positions 0 … L-2
     assert read_lists(tmp_path / "pop.csv")[(lines[1].split(";")[0], 0)] == lines[1].split(";")[2].split(",")
+
+
+def test_the_cli_filters_the_log_as_prepare_did_unless_told_not_to(foreign_trio: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    root, data = foreign_trio
+    test_log, recs = str(root / "shop_test.txt"), tmp_path / "recs.csv"
+    code, out, err = _run("recommend", "--model", "POP", "--data", str(data), "--log", test_log, "-o", str(recs))
+    assert code == 0, err
+    rows = load_manifest(data).test_samples
+    assert f"{rows:,} lists" in out and "3 events dropped by the dataset's filters" in err
+    code, out, err = _run("score", str(recs), "--log", test_log, "--data", str(data), "-q")
+    assert code == 0 and f"{rows:,} positions" in out, err
+    code, _, err = _run("score", str(recs), "--log", test_log, "-q")  # unfiltered: positions recs lacks
+    assert code == 2 and "no list for session" in err
+    code, out, err = _run("recommend", "--model", "POP", "--data", str(data), "--log", test_log, "-o", str(recs),
+                          "--no-filter", "-q")
+    assert code == 0 and f"{rows + 2:,} lists" in out, err  # 7777 and 7778 as OOV pages: 2 more positions
+    code, out, err = _run("score", str(recs), "--log", test_log, "-q")
+    assert code == 0 and f"{rows + 2:,} positions" in out, err
 
 
 @pytest.mark.parametrize("model", ["S-POP", "item-kNN", "SKNN", "V-SKNN"])
@@ -188,11 +227,12 @@ def test_score_is_session_rec_s_hit_rate_and_mrr(tmp_path: Path) -> None:
     (tmp_path / "recs.csv").write_text("\n".join(RECS) + "\n")
     result = score(tmp_path / "recs.csv", LogSpec("gru4rec", _log(tmp_path)), "1,3,20", quiet)
     # places: 1, 3, miss, 4
-    assert result.positions == 4 and result.sessions == 2
+    assert result.positions == 4 and result.sessions == 2 and result.short_lists == 4  # 2, 3, 2, 4 items < 20
     assert result.hit_rate == {1: 0.25, 3: 0.5, 20: 0.75}
     assert result.mrr == pytest.approx({1: 0.25, 3: (1 + 1 / 3) / 4, 20: (1 + 1 / 3 + 1 / 4) / 4})
     code, out, _ = _run("score", str(tmp_path / "recs.csv"), "--log", str(tmp_path / "t.tsv"), "-k", "3", "-q")
     assert code == 0 and "4 positions in 2 sessions" in out and "0.5000    0.3333" in out
+    assert out.splitlines()[-1] == "note: 2 lists hold fewer than 3 items"
 
 
 @pytest.mark.parametrize(

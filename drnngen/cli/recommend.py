@@ -33,6 +33,10 @@ def _log_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--delimiter", help="csv/gru4rec: field separator (default ',' / tab)."),
         click.option("--time-unit", type=click.Choice(TIME_UNITS),
                      help="csv/gru4rec: time column in s, ms or ISO 8601."),
+        click.option("--no-filter", "no_filter", is_flag=True,
+                     help="Read --log as it is, not through the dataset's filters (by default its events are "
+                     "filtered as prepare filtered the dataset's files: items its train file lacks, "
+                     "--min-item-support, --min-session-length)."),
     )):
         command = option(command)
     return command
@@ -71,7 +75,7 @@ def _spec(log: Path, log_format: str, columns: str | None, delimiter: str | None
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def recommend_command(
     run: Path | None, log: Path, log_format: str, columns: str | None, delimiter: str | None, time_unit: str | None,
-    buys: Path | None, users: Path | None, k: int, output: Path, data: Path | None, model: str,
+    no_filter: bool, buys: Path | None, users: Path | None, k: int, output: Path, data: Path | None, model: str,
     candidate: str | None, deploy: Path | None, weights: Path | None, window: int | None, mode: str, shrink: float,
     sknn_k: int, sknn_sample: int, quiet: bool,
 ) -> None:
@@ -79,7 +83,8 @@ def recommend_command(
     (SessionId;Position;Recommendations;Scores; position p: after the first p+1 page views).
 
     The net's inputs are built as `prepare` builds its rows (window, dwell, history, OOV
-    page) under the dataset's vocabulary; Caffe runs in a child process.
+    page) under the dataset's vocabulary; Caffe runs in a child process. --log goes through
+    the dataset's filters first (as prepare filtered the files it read; --no-filter skips that).
     """
     from drnngen.cli.data import ProgressLines
     from drnngen.evaluation.baselines import check_sknn_options
@@ -89,7 +94,7 @@ def recommend_command(
     spec = dataclasses.replace(_spec(log, log_format, columns, delimiter, time_unit), buys=buys, users=users)
     dataset = data or _dataset_of(run)
     scorer = _scorer(model, run, candidate, deploy, weights, window, mode, (shrink, sknn_k, sknn_sample))
-    report = recommend(spec, dataset, scorer, k, output, ProgressLines(quiet))
+    report = recommend(spec, dataset, scorer, k, output, ProgressLines(quiet), filtered=not no_filter)
     click.echo(f"wrote {report.output}: {report.rows:,} lists of {report.k} items ({report.model}) for "
                f"{report.sessions:,} sessions")
 
@@ -123,17 +128,23 @@ def _scorer(model: str, run: Path | None, candidate: str | None, deploy: Path | 
 @click.command("score")
 @click.argument("recs", type=_FILE)
 @_log_options
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Prepared dataset whose filters --log goes through, as recommend's --data (give the one "
+              "RECS was made with; without it --log is read as it is).")
 @click.option("-k", "ks", default="20", show_default=True, help="Cut-offs K, comma-separated.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def score_command(recs: Path, log: Path, log_format: str, columns: str | None, delimiter: str | None,
-                  time_unit: str | None, ks: str, quiet: bool) -> None:
+                  time_unit: str | None, no_filter: bool, data: Path | None, ks: str, quiet: bool) -> None:
     """HR@K and MRR@K of RECS (session-rec's SessionId;Position;Recommendations;Scores CSV)
     against the next page view at every position of every session of --log, as
-    session-rec's HitRate and MRR compute them."""
+    session-rec's HitRate and MRR compute them. With --data, --log goes through that
+    dataset's filters first, as recommend reads it."""
     from drnngen.cli.data import ProgressLines
+    from drnngen.data.manifest import load_manifest
     from drnngen.evaluation.metrics import parse_ks
     from drnngen.evaluation.score import score
 
     cutoffs = parse_ks(ks)
     spec = _spec(log, log_format, columns, delimiter, time_unit)
-    click.echo(score(recs, spec, cutoffs, ProgressLines(quiet)).to_text(), nl=False)
+    dataset = None if data is None or no_filter else load_manifest(data)
+    click.echo(score(recs, spec, cutoffs, ProgressLines(quiet), dataset).to_text(), nl=False)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from drnngen import __version__
-from drnngen.data.sessions import OOV_PAGE, PAD_PAGE, SPLITS, Dataset, DwellScale
+from drnngen.data.sessions import OOV_PAGE, PAD_PAGE, SPLITS, BuildOptions, Dataset, DwellScale
 from drnngen.data.store import STORE_FILE, load_store
 from drnngen.data.windows import DENSE, INDEX_FILE, SampleLayout, WindowFiles, check_budget, write_window
 from drnngen.errors import UserError
@@ -31,6 +31,7 @@ from drnngen.errors import UserError
 MANIFEST_FILE = "manifest.json"
 PAGE_IDS_FILE = "pages.json"
 ITEM_IDS_FILE = "items.json"
+TRAIN_ITEMS_FILE = "train_items.json"  # given splits only: the items of the filtered train file
 FORMAT_VERSION = 1
 MAX_WINDOW = 256
 Progress = Callable[[str], None]
@@ -92,6 +93,22 @@ class Manifest:
     def item_keys(self) -> list[Any]:
         """Raw item id of every class index."""
         return self._ids(ITEM_IDS_FILE)
+
+    def train_item_keys(self) -> list[Any] | None:
+        """Raw ids of the items of the (filtered) train file of a dataset made from given split
+        files; None for one cut from a single log."""
+        if self.data.get("parameters", {}).get("splits_from") != "files":
+            return None
+        if not (self.root / TRAIN_ITEMS_FILE).is_file():
+            raise UserError(f"{self.root}: no {TRAIN_ITEMS_FILE} (prepared by an older drnngen); prepare it "
+                            "again, or pass --no-filter")
+        return self._ids(TRAIN_ITEMS_FILE)
+
+    def filters(self) -> BuildOptions:
+        """The filters `prepare` ran (`--min-item-support`, `--min-session-length`)."""
+        params = self.data.get("parameters", {})
+        return BuildOptions(min_item_support=int(params.get("min_item_support", 1)),
+                            min_session_length=int(params.get("min_session_length", 1)))
 
     def _ids(self, name: str) -> list[Any]:
         try:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from drnngen.data.events import VIEW
+from drnngen.data.events import VIEW, EventLog
 from drnngen.data.manifest import Manifest
 from drnngen.data.readers import LogSpec, read_log
-from drnngen.data.sessions import SPLITS, Prefixes, SplitSamples, prefix_samples, sort_log
+from drnngen.data.sessions import SPLITS, Prefixes, SplitSamples, filter_as_prepared, prefix_samples, sort_log
 from drnngen.data.textscan import Ints
 from drnngen.data.windows import write_window
 from drnngen.errors import UserError
@@ -42,11 +42,10 @@ class PrefixRows:
     chunks: list[Path]
 
 
-def read_prefixes(spec: LogSpec, manifest: Manifest, progress: Progress) -> Prefixes:
-    """Every prefix of the sessions of `spec`'s log as samples of `manifest`'s dataset."""
-    if spec.given_splits:
-        raise UserError("recommend reads one log; --valid-log/--test-log belong to prepare")
-    log = read_log(spec, progress)
+def read_prefixes(spec: LogSpec, manifest: Manifest, progress: Progress, filtered: bool = True) -> Prefixes:
+    """Every prefix of the sessions of `spec`'s log as samples of `manifest`'s dataset
+    (`filtered`: after the dataset's filters, `_read`)."""
+    log = _read(spec, manifest if filtered else None, "recommend", progress)
     prefixes = prefix_samples(log, manifest.page_keys()[2:], manifest.item_keys(), manifest.dwell, progress)
     if prefixes.samples.samples == 0:
         raise UserError(f"{spec.events}: no session with two page views, so nothing to recommend after")
@@ -54,6 +53,25 @@ def read_prefixes(spec: LogSpec, manifest: Manifest, progress: Progress) -> Pref
         progress(f"warning: no item of {spec.events.name} is in the vocabulary of {manifest.root} "
                  "(prepared from another log?); every page is the OOV page")
     return prefixes
+
+
+def _read(spec: LogSpec, dataset: Manifest | None, command: str, progress: Progress) -> EventLog:
+    """`spec`'s log; with `dataset`, filtered as `prepare` filtered the files it made `dataset`
+    of (`sessions.filter_as_prepared`), so the positions are those of prepare's samples."""
+    if spec.given_splits:
+        raise UserError(f"{command} reads one log; --valid-log/--test-log belong to prepare")
+    log = read_log(spec, progress)
+    if dataset is None:
+        return log
+    options = dataset.filters()
+    dropped = filter_as_prepared(log, options, dataset.train_item_keys())
+    if dropped:
+        progress(f"{dropped:,} events dropped by the dataset's filters (items its train file lacks, "
+                 f"--min-item-support {options.min_item_support}, --min-session-length "
+                 f"{options.min_session_length}; --no-filter keeps them)")
+    if not len(log):
+        raise UserError(f"{spec.events}: no events left after the filters of {dataset.root} (--no-filter keeps them)")
+    return log
 
 
 def write_prefix_rows(prefixes: Prefixes, manifest: Manifest, window: int, folder: Path, rows_per_chunk: int,
@@ -91,11 +109,10 @@ class NextViews:
     sessions: int  # sessions with at least one position
 
 
-def read_next_views(spec: LogSpec, progress: Progress) -> NextViews:
-    """The targets of `spec`'s log in session-rec's order (sessions sorted, then time)."""
-    if spec.given_splits:
-        raise UserError("score reads one log; --valid-log/--test-log belong to prepare")
-    log = read_log(spec, progress)
+def read_next_views(spec: LogSpec, progress: Progress, dataset: Manifest | None = None) -> NextViews:
+    """The targets of `spec`'s log in session-rec's order (sessions sorted, then time);
+    with `dataset`, after its filters (`_read`)."""
+    log = _read(spec, dataset, "score", progress)
     sort_log(log)
     views = np.flatnonzero(log.kind == VIEW)
     session = log.session[views]

@@ -20,6 +20,7 @@ from drnngen.data.manifest import (
     MANIFEST_FILE,
     MAX_WINDOW,
     PAGE_IDS_FILE,
+    TRAIN_ITEMS_FILE,
     Manifest,
     file_sha256,
     load_manifest,
@@ -146,7 +147,11 @@ def _write(
     _write_json(folder / PAGE_IDS_FILE, {"first_id": OOV_PAGE + 1, "padding_id": 0, "oov_id": OOV_PAGE,
                                          "keys": dataset.page_keys})
     _write_json(folder / ITEM_IDS_FILE, {"first_id": 0, "keys": dataset.item_keys})
-    hashes = {name: file_sha256(folder / name) for name in (STORE_FILE, PAGE_IDS_FILE, ITEM_IDS_FILE)}
+    id_maps = [STORE_FILE, PAGE_IDS_FILE, ITEM_IDS_FILE]
+    if dataset.train_item_keys is not None:  # recommend and score filter other logs by it, as prepare did
+        _write_json(folder / TRAIN_ITEMS_FILE, {"keys": dataset.train_item_keys})
+        id_maps.append(TRAIN_ITEMS_FILE)
+    hashes = {name: file_sha256(folder / name) for name in id_maps}
     parameters: dict[str, Any] = {
         **asdict(options.build),
         "window": options.window,

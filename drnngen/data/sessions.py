@@ -122,6 +122,7 @@ class Dataset:
     item_keys: list[Any]  # raw id of class 0, 1, …, N-1
     dwell: DwellScale
     counts: dict[str, int]
+    train_item_keys: list[Any] | None = None  # given splits: raw ids of the filtered train file's items
 
     @property
     def pages(self) -> int:
@@ -175,7 +176,8 @@ def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> D
               "filtered_events": read - len(log)}
     progress(f"{counts['sessions']:,} sessions, M={len(vocab.page_keys) + 1} pages, N={len(vocab.item_keys)} "
              "items, samples " + "/".join(f"{s.samples:,}" for s in splits.values()))
-    return Dataset(splits, user_items, vocab.page_keys, vocab.item_keys, dwell, counts)
+    train_keys = None if log.split is None else _names(log, np.unique(log.item[log.split == 0]))
+    return Dataset(splits, user_items, vocab.page_keys, vocab.item_keys, dwell, counts, train_keys)
 
 
 def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]]:
@@ -197,6 +199,25 @@ def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]
     if not keep.all():  # no copy of a log nothing was filtered from
         log.keep(keep)
     return {} if given is None else _given_split_counts(log, read, dropped_unseen, options)
+
+
+def filter_as_prepared(log: EventLog, options: BuildOptions, train_keys: list[Any] | None) -> int:
+    """Filter a log to be read under a prepared dataset (`recommend`, `score`) as `prepare`
+    filtered the files it read; returns the number of events dropped.
+
+    `train_keys` None: the dataset was cut from one log, whose filters ran over the whole log
+    (`filter_log`), so they run over this one the same way. Else they are the raw ids of the
+    dataset's (filtered) train file, and this log is filtered as its validation and test files
+    were: events of other items go, then sessions left shorter than `min_session_length`.
+    """
+    if train_keys is None:
+        keep = _session_rec_filter(log, np.ones(len(log), dtype=np.bool_), options)
+    else:
+        keep = _has_key(log, train_keys)
+        keep &= _long_sessions(log, keep, options.min_session_length)
+    if not keep.all():
+        log.keep(keep)
+    return int(np.sum(~keep))
 
 
 def _given_split_counts(log: EventLog, read: dict[str, dict[str, int]], dropped_unseen: Ints,
@@ -572,10 +593,28 @@ def prefix_samples(log: EventLog, page_keys: list[Any], item_keys: list[Any], dw
 
 
 def _lookup(log: EventLog, keys: list[Any], base: int, missing: int) -> Ints:
-    """Per event, base + the index of its item's raw id in `keys`, or `missing`."""
-    codes, distinct = dense_codes(log.item)
-    table = {key: base + index for index, key in enumerate(keys)}
-    raw = [log.item_names[c] for c in distinct.tolist()] if log.item_names is not None else distinct.tolist()
+    """Per event, base + the index of its item's raw id in `keys`, or `missing`.
+
+    Ids compare as text: a dataset prepared from a GRU4Rec TSV holds integer keys, one from
+    a CSV log string keys, and the log read now may be either."""
+    codes, raw = _raw_items(log)
+    table = {str(key): base + index for index, key in enumerate(keys)}
     per_code = np.fromiter((table.get(key, missing) for key in raw), dtype=np.int64, count=len(raw))
     looked_up: Ints = per_code[codes]
     return looked_up
+
+
+def _has_key(log: EventLog, keys: list[Any]) -> Mask:
+    """Per event, whether its item's raw id is one of `keys` (compared as text, as `_lookup`)."""
+    codes, raw = _raw_items(log)
+    wanted = {str(key) for key in keys}
+    per_code = np.fromiter((key in wanted for key in raw), dtype=np.bool_, count=len(raw))
+    has: Mask = per_code[codes]
+    return has
+
+
+def _raw_items(log: EventLog) -> tuple[Ints, list[str]]:
+    """(per event, a code of its item; per code, the item's raw id as text)."""
+    codes, distinct = dense_codes(log.item)
+    names = log.item_names
+    return codes, [names[c] for c in distinct.tolist()] if names is not None else [str(v) for v in distinct.tolist()]

@@ -120,10 +120,11 @@ class RecommendReport:
 
 
 def recommend(spec: LogSpec, data: Path, scorer: Scorer | Callable[[Manifest], Scorer], k: int, output: Path,
-              progress: Progress) -> RecommendReport:
+              progress: Progress, filtered: bool = True) -> RecommendReport:
     """Write the top-`k` items of every prefix of `spec`'s log to `output` (session-rec's CSV).
 
     `scorer` may be a factory called with the dataset's manifest (a baseline needs it).
+    `filtered`: the log goes through the dataset's filters first, as prepare's files did.
     """
     if k < 1:
         raise UserError(f"-k: the list length must be >= 1, got {k}")
@@ -131,7 +132,7 @@ def recommend(spec: LogSpec, data: Path, scorer: Scorer | Callable[[Manifest], S
     manifest = load_manifest(data)
     model = scorer if isinstance(scorer, Scorer) else scorer(manifest)
     item_ids = _item_ids(manifest)
-    prefixes = read_prefixes(spec, manifest, progress)
+    prefixes = read_prefixes(spec, manifest, progress, filtered)
     rows_per_chunk = max(1, SCORE_BYTES // (4 * manifest.items))
     try:
         with tempfile.TemporaryDirectory(prefix=".drnngen-recommend-", dir=output.parent) as tmp:

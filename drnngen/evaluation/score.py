@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drnngen.data.manifest import Manifest
 from drnngen.data.prefixes import NextViews, read_next_views
 from drnngen.data.readers import LogSpec, column_key
 from drnngen.errors import UserError
@@ -52,17 +53,19 @@ class ListScore:
         return "\n".join(lines) + "\n"
 
 
-def score(recs: Path, spec: LogSpec, ks: Iterable[int] | str, progress: Progress) -> ListScore:
-    """Score the list file `recs` against the next views of `spec`'s log."""
+def score(recs: Path, spec: LogSpec, ks: Iterable[int] | str, progress: Progress,
+          dataset: Manifest | None = None) -> ListScore:
+    """Score the list file `recs` against the next views of `spec`'s log (with `dataset`:
+    of the log after that dataset's filters, as `recommend` reads it)."""
     cutoffs = parse_ks(ks)
     lists = read_lists(recs)
-    targets = read_next_views(spec, progress)
+    short = sum(1 for items in lists.values() if len(items) < max(cutoffs))  # before _places empties `lists`
+    targets = read_next_views(spec, progress, dataset)
     if not targets.position.size:
         raise UserError(f"{spec.events}: no session with two page views, so nothing to score")
     places = _places(lists, targets, recs, spec.events)
     hit_rate = {k: float(np.mean(places <= k)) for k in cutoffs}
     mrr = {k: float(np.mean(np.where(places <= k, 1.0 / places, 0.0))) for k in cutoffs}
-    short = sum(1 for items in lists.values() if len(items) < max(cutoffs))
     return ListScore(len(places), targets.sessions, hit_rate, mrr, short)
 
 
