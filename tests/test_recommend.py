@@ -111,6 +111,23 @@ def test_recommend_rows_on_the_test_file_are_prepare_s_test_rows(which: str, tmp
         np.testing.assert_array_equal(rows[name], values, err_msg=name)  # same rows, same order
 
 
+@pytest.mark.parametrize("filtered", [True, False])
+def test_a_csv_log_reads_under_a_dataset_of_integer_ids(foreign_trio: tuple[Path, Path], tmp_path: Path,
+                                                       filtered: bool) -> None:
+    """The dataset's keys are the TSV's integers, a CSV log's ids are text: the same items all the same."""
+    root, data = foreign_trio
+    manifest = load_manifest(data)
+    tsv = root / "shop_test.txt"
+    csv = tmp_path / "test.csv"
+    csv.write_text(tsv.read_text().replace("\t", ","))
+    spec = LogSpec("csv", csv, columns={"session": "SessionId", "item": "ItemId", "time": "Time"}, time_unit="s")
+    ours = read_prefixes(spec, manifest, quiet, filtered)
+    theirs = read_prefixes(LogSpec("gru4rec", tsv), manifest, quiet, filtered)
+    assert ours.known_views == theirs.known_views > 0
+    for name in ("page", "label", "theta", "start", "end"):
+        np.testing.assert_array_equal(getattr(ours.samples, name), getattr(theirs.samples, name), err_msg=name)
+
+
 def _fake_net(data: Path, tmp_path: Path) -> tuple[NetUnderTest, Any]:
     """A deploy net for the dataset, and a deterministic stand-in for Caffe's scores: a fixed
     function of each row's inputs, so equal rows get equal scores."""
