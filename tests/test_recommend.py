@@ -128,6 +128,40 @@ def test_a_csv_log_reads_under_a_dataset_of_integer_ids(foreign_trio: tuple[Path
         np.testing.assert_array_equal(getattr(ours.samples, name), getattr(theirs.samples, name), err_msg=name)
 
 
+def _csv_trio(root: Path, folder: Path) -> dict[str, Path]:
+    """The trio of `root` as `;`-separated CSVs with their own column names and a type column
+    (every seventh event an `order`, a purchase only under --purchase-values order)."""
+    paths = {}
+    for name in ("shop_train_tr.txt", "shop_train_valid.txt", "shop_test.txt"):
+        lines = (root / name).read_text().splitlines()[1:]
+        rows = [f"{line.replace(chr(9), ';')};{'order' if n % 7 == 3 else 'click'}" for n, line in enumerate(lines)]
+        paths[name] = folder / name.replace(".txt", ".csv")
+        paths[name].write_text("sess;art;ts;kind\n" + "\n".join(rows) + "\n")
+    return paths
+
+
+def test_recommend_and_score_read_the_log_as_prepare_did(foreign_trio: tuple[Path, Path], tmp_path: Path) -> None:
+    """--columns, --delimiter, --time-unit and --purchase-values default to the dataset's."""
+    paths = _csv_trio(foreign_trio[0], tmp_path)
+    reading = ["--columns", "session=sess,item=art,time=ts,type=kind", "--delimiter", ";", "--time-unit", "s",
+               "--purchase-values", "order"]
+    code, _, err = _run("prepare", str(paths["shop_train_tr.txt"]), "--valid-log", str(paths["shop_train_valid.txt"]),
+                        "--test-log", str(paths["shop_test.txt"]), "--format", "csv", *reading, "--target",
+                        "next-item", "--min-session-length", "2", "-q", "-o", str(tmp_path / "d"))
+    assert code == 0, err
+    manifest = load_manifest(tmp_path / "d")
+    assert manifest.data["counts"]["purchases"] > 0  # the orders are purchases: not vacuous
+    recs, test_log = tmp_path / "recs.csv", str(paths["shop_test.txt"])
+    code, out, err = _run("recommend", "--model", "POP", "--data", str(tmp_path / "d"), "--log", test_log,
+                          "-o", str(recs), "-q")
+    assert code == 0 and f"{manifest.test_samples:,} lists" in out, err
+    code, out, err = _run("score", str(recs), "--log", test_log, "--data", str(tmp_path / "d"), "-q")
+    assert code == 0 and f"{manifest.test_samples:,} positions" in out, err
+    code, out, err = _run("recommend", "--model", "POP", "--data", str(tmp_path / "d"), "--log", test_log,
+                          "-o", str(recs), "-q", "--purchase-values", "none")  # given: orders are views now
+    assert code == 0 and "lists" in out and f"{manifest.test_samples:,} lists" not in out, err
+
+
 def _fake_net(data: Path, tmp_path: Path) -> tuple[NetUnderTest, Any]:
     """A deploy net for the dataset, and a deterministic stand-in for Caffe's scores: a fixed
     function of each row's inputs, so equal rows get equal scores."""

@@ -11,7 +11,7 @@ import click
 
 from drnngen.cli.data import log_spec, split_format
 from drnngen.cli.params import finite
-from drnngen.data.readers import FORMATS, TIME_UNITS, LogSpec
+from drnngen.data.readers import DEFAULT_PURCHASE_VALUES, FORMATS, TIME_UNITS, LogSpec
 from drnngen.errors import UserError
 
 if TYPE_CHECKING:  # the evaluation stack loads only when a command runs
@@ -29,10 +29,13 @@ def _log_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Click log whose sessions to take (e.g. session-rec's *_test.txt)."),
         click.option("--format", "log_format", type=click.Choice(["auto", *FORMATS]), default="auto",
                      show_default=True, help="Format of --log; auto guesses from the name, as prepare does."),
-        click.option("--columns", help="csv: ROLE=COLUMN pairs for session, item, time and optionally user, type."),
-        click.option("--delimiter", help="csv/gru4rec: field separator (default ',' / tab)."),
+        click.option("--columns", help="csv: ROLE=COLUMN pairs for session, item, time and optionally user, type "
+                     "(default: the dataset's, as prepare read its logs)."),
+        click.option("--delimiter", help="csv/gru4rec: field separator (default: the dataset's, else ',' / tab)."),
         click.option("--time-unit", type=click.Choice(TIME_UNITS),
-                     help="csv/gru4rec: time column in s, ms or ISO 8601."),
+                     help="csv/gru4rec: time column in s, ms or ISO 8601 (default: the dataset's)."),
+        click.option("--purchase-values", help="csv: values of the type column that mark a purchase "
+                     "(default: the dataset's, else prepare's default)."),
         click.option("--no-filter", "no_filter", is_flag=True,
                      help="Read --log as it is, not through the dataset's filters (by default its events are "
                      "filtered as prepare filtered the dataset's files: items its train file lacks, "
@@ -42,9 +45,31 @@ def _log_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _spec(log: Path, log_format: str, columns: str | None, delimiter: str | None, time_unit: str | None) -> LogSpec:
+_READING = ("columns", "delimiter", "time_unit", "purchase_values")
+
+
+def _spec(log: Path, log_format: str, reading: tuple[str | None, ...], dataset: Path | None) -> LogSpec:
+    """How to read --log: the options given, the others as `prepare` read the logs of
+    `dataset` (its manifest's `parameters`, when the format is the dataset's)."""
     chosen = split_format(log, ()) if log_format == "auto" else log_format
-    return log_spec(log, chosen, columns=columns, delimiter=delimiter, time_unit=time_unit)
+    columns, delimiter, time_unit, purchase_values = reading
+    spec = log_spec(log, chosen, columns=columns, delimiter=delimiter, time_unit=time_unit,
+                    purchase_values=",".join(DEFAULT_PURCHASE_VALUES) if purchase_values is None else purchase_values)
+    if dataset is None:
+        return spec
+    from drnngen.data.manifest import load_manifest
+
+    manifest = load_manifest(dataset)
+    params = manifest.data.get("parameters", {})
+    if manifest.format != chosen or not isinstance(params, dict):
+        return spec  # another format's columns and separator mean nothing here
+    unset = {name: params[name] for name, value in zip(_READING, reading, strict=True)
+             if value is None and params.get(name) is not None}
+    if "columns" in unset:
+        unset["columns"] = dict(unset["columns"])
+    if "purchase_values" in unset:
+        unset["purchase_values"] = tuple(unset["purchase_values"])
+    return dataclasses.replace(spec, **unset)
 
 
 @click.command("recommend")
@@ -75,9 +100,9 @@ def _spec(log: Path, log_format: str, columns: str | None, delimiter: str | None
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def recommend_command(
     run: Path | None, log: Path, log_format: str, columns: str | None, delimiter: str | None, time_unit: str | None,
-    no_filter: bool, buys: Path | None, users: Path | None, k: int, output: Path, data: Path | None, model: str,
-    candidate: str | None, deploy: Path | None, weights: Path | None, window: int | None, mode: str, shrink: float,
-    sknn_k: int, sknn_sample: int, quiet: bool,
+    purchase_values: str | None, no_filter: bool, buys: Path | None, users: Path | None, k: int, output: Path,
+    data: Path | None, model: str, candidate: str | None, deploy: Path | None, weights: Path | None,
+    window: int | None, mode: str, shrink: float, sknn_k: int, sknn_sample: int, quiet: bool,
 ) -> None:
     """Top-K items after every prefix of every session of --log, in session-rec's CSV layout
     (SessionId;Position;Recommendations;Scores; position p: after the first p+1 page views).
@@ -91,8 +116,9 @@ def recommend_command(
     from drnngen.evaluation.recommend import recommend
 
     check_sknn_options(sknn_k, sknn_sample)
-    spec = dataclasses.replace(_spec(log, log_format, columns, delimiter, time_unit), buys=buys, users=users)
     dataset = data or _dataset_of(run)
+    spec = _spec(log, log_format, (columns, delimiter, time_unit, purchase_values), dataset)
+    spec = dataclasses.replace(spec, buys=buys, users=users)
     scorer = _scorer(model, run, candidate, deploy, weights, window, mode, (shrink, sknn_k, sknn_sample))
     report = recommend(spec, dataset, scorer, k, output, ProgressLines(quiet), filtered=not no_filter)
     click.echo(f"wrote {report.output}: {report.rows:,} lists of {report.k} items ({report.model}) for "
@@ -134,17 +160,19 @@ def _scorer(model: str, run: Path | None, candidate: str | None, deploy: Path | 
 @click.option("-k", "ks", default="20", show_default=True, help="Cut-offs K, comma-separated.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def score_command(recs: Path, log: Path, log_format: str, columns: str | None, delimiter: str | None,
-                  time_unit: str | None, no_filter: bool, data: Path | None, ks: str, quiet: bool) -> None:
+                  time_unit: str | None, purchase_values: str | None, no_filter: bool, data: Path | None, ks: str,
+                  quiet: bool) -> None:
     """HR@K and MRR@K of RECS (session-rec's SessionId;Position;Recommendations;Scores CSV)
     against the next page view at every position of every session of --log, as
-    session-rec's HitRate and MRR compute them. With --data, --log goes through that
-    dataset's filters first, as recommend reads it."""
+    session-rec's HitRate and MRR compute them. With --data, --log is read with that
+    dataset's reading options (unless given) and goes through its filters first, as
+    recommend reads it."""
     from drnngen.cli.data import ProgressLines
     from drnngen.data.manifest import load_manifest
     from drnngen.evaluation.metrics import parse_ks
     from drnngen.evaluation.score import score
 
     cutoffs = parse_ks(ks)
-    spec = _spec(log, log_format, columns, delimiter, time_unit)
+    spec = _spec(log, log_format, (columns, delimiter, time_unit, purchase_values), data)
     dataset = None if data is None or no_filter else load_manifest(data)
     click.echo(score(recs, spec, cutoffs, ProgressLines(quiet), dataset).to_text(), nl=False)
