@@ -334,6 +334,16 @@ def test_bad_recommend_input_is_one_line(trio: tuple[Path, Path], tmp_path: Path
     assert not (tmp_path / "recs.csv").exists()
 
 
+def test_recommend_refuses_a_purchase_dataset(tmp_path: Path) -> None:
+    """Its classes are items bought; lists at every next view of a session would judge them as next clicks."""
+    log = synth_log(tmp_path / "log", sessions=200, seed=3, items=60)
+    run_prepare(yoochoose_spec(log), tmp_path / "data", window=3)
+    code, _, err = _run("recommend", "--model", "POP", "--data", str(tmp_path / "data"), "--log",
+                        str(log / "clicks.dat"), "--buys", str(log / "buys.dat"), "-o", str(tmp_path / "r.csv"), "-q")
+    assert code == 2 and err.count("\n") == 1 and "--target purchase" in err and "next-item" in err, err
+    assert not (tmp_path / "r.csv").exists()
+
+
 def test_a_failing_model_leaves_the_old_list_file(trio: tuple[Path, Path], tmp_path: Path) -> None:
     root, data = trio
     net, _ = _fake_net(data, tmp_path)

@@ -130,6 +130,9 @@ def recommend(spec: LogSpec, data: Path, scorer: Scorer | Callable[[Manifest], S
         raise UserError(f"-k: the list length must be >= 1, got {k}")
     _check_output(output, spec)
     manifest = load_manifest(data)
+    if manifest.target != "next-item":  # its classes are items bought; the lists judge next clicks
+        raise UserError(f"{manifest.root}: prepared with --target {manifest.target}; recommend writes next-view "
+                        "lists (session-rec's protocol), so it needs a dataset prepared with --target next-item")
     model = scorer if isinstance(scorer, Scorer) else scorer(manifest)
     item_ids = _item_ids(manifest)
     prefixes = read_prefixes(spec, manifest, progress, filtered)
