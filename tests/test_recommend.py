@@ -24,6 +24,7 @@ from drnngen.data.manifest import load_manifest
 from drnngen.data.prefixes import read_prefixes, write_prefix_rows
 from drnngen.data.readers import LogSpec
 from drnngen.data.sessions import BuildOptions
+from drnngen.data.windows import DENSE, SampleLayout
 from drnngen.evaluation import recommend as recommend_module
 from drnngen.evaluation.compare import hdf5_files
 from drnngen.evaluation.evaluate import NetUnderTest, evaluate_net
@@ -341,6 +342,25 @@ def test_recommend_refuses_a_purchase_dataset(tmp_path: Path) -> None:
     code, _, err = _run("recommend", "--model", "POP", "--data", str(tmp_path / "data"), "--log",
                         str(log / "clicks.dat"), "--buys", str(log / "buys.dat"), "-o", str(tmp_path / "r.csv"), "-q")
     assert code == 2 and err.count("\n") == 1 and "--target purchase" in err and "next-item" in err, err
+    assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize(("layout", "message"), [
+    (DENSE, "the net reads history, which the dataset's rows lack (sparse layout, K=32, U=32)"),
+    (SampleLayout(8, 4), "the net's history_ids is [1, 8] a row, the dataset's [1, 32]"),
+])
+def test_a_net_of_another_sample_layout_is_one_line(trio: tuple[Path, Path], tmp_path: Path, layout: SampleLayout,
+                                                    message: str) -> None:
+    """Before Caffe starts (whose own message would be a shape check deep in a layer)."""
+    root, data = trio
+    other = run_prepare(LogSpec("gru4rec", root / "shop_train_tr.txt", valid=root / "shop_train_valid.txt",
+                                test=root / "shop_test.txt"), tmp_path / "other",
+                        build=BuildOptions(target="next-item", max_items=100), window=3, layout=layout)
+    net, _ = _fake_net(tmp_path / "other", tmp_path)
+    args = ["recommend", "--data", str(data), "--log", str(root / "shop_test.txt"), "-o", str(tmp_path / "r.csv")]
+    code, _, err = _run(*args, "--deploy", str(net.deploy), "--weights", str(net.weights), "-q")
+    assert other.manifest.layout == layout
+    assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "r.csv").exists()
 
 

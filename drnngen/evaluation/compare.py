@@ -216,6 +216,22 @@ def deploy_window(deploy: Path) -> int:
     return len(states)
 
 
+def deploy_inputs(deploy: Path) -> dict[str, tuple[int, ...]]:
+    """The deploy net's Input layer: blob name → shape of one row (the batch dim dropped);
+    empty when the net declares its inputs otherwise (then nothing is checked)."""
+    text = deploy.read_text()
+    at = re.search(r'type:\s*"Input"', text)
+    if at is None:
+        return {}
+    start = text.rfind("layer {", 0, at.start())
+    end = text.find("\nlayer {", at.end())
+    block = text[max(start, 0): end if end >= 0 else len(text)]
+    tops = re.findall(r'top:\s*"([^"]+)"', block)
+    shapes = [tuple(int(d) for d in re.findall(r"dim:\s*(-?\d+)", body))[1:]
+              for body in re.findall(r"shape\s*\{([^}]*)\}", block)]
+    return dict(zip(tops, shapes, strict=False)) if len(tops) == len(shapes) else {}
+
+
 def write_outputs(comparison: Comparison, folder: Path, stem: str = "evaluation") -> list[Path]:
     """``<stem>.json`` and ``<stem>.md`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

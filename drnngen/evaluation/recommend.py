@@ -34,9 +34,10 @@ import numpy.typing as npt
 from drnngen.data.manifest import Manifest, load_manifest
 from drnngen.data.prefixes import PrefixRows, read_prefixes, write_prefix_rows
 from drnngen.data.readers import LogSpec
+from drnngen.data.windows import layout
 from drnngen.errors import UserError
 from drnngen.evaluation.baselines import SKNN_K, SKNN_SAMPLE, Baseline
-from drnngen.evaluation.compare import BLOCK, deploy_window, load_sessions, standard_baselines
+from drnngen.evaluation.compare import BLOCK, deploy_inputs, deploy_window, load_sessions, standard_baselines
 from drnngen.evaluation.evaluate import SCORE_BLOB, NetUnderTest, ScoreFn, page_item_map
 
 HEADER = "SessionId;Position;Recommendations;Scores"
@@ -74,6 +75,21 @@ class NetScorer(Scorer):
         self.mode = mode
         self.window = deploy_window(net.deploy)
         self._scores_of = scores_of
+
+    def check_inputs(self, manifest: Manifest) -> None:
+        """A one-line UserError when the deploy net reads rows of another layout than the
+        dataset's (Caffe would fail later, in a shape check deep inside a layer)."""
+        rows = layout(self.window, manifest.pages, manifest.items, manifest.layout)
+        where = (f"sparse layout, K={manifest.layout.history_k}, U={manifest.layout.user_items_k}"
+                 if manifest.layout.sparse else "dense layout")
+        for name, shape in deploy_inputs(self.net.deploy).items():
+            if name not in rows:
+                raise UserError(f"{self.net.deploy}: the net reads {name}, which the dataset's rows lack ({where}); "
+                                "build the net for this dataset (`drnngen build --data`)")
+            if shape != rows[name]:
+                raise UserError(f"{self.net.deploy}: the net's {name} is {list(shape)} a row, the dataset's "
+                                f"{list(rows[name])} ({where}); build the net for this dataset "
+                                "(`drnngen build --data`)")
 
     def scores(self, chunk: Path) -> Iterator[npt.NDArray[Any]]:
         if self._scores_of is not None:
@@ -134,6 +150,8 @@ def recommend(spec: LogSpec, data: Path, scorer: Scorer | Callable[[Manifest], S
         raise UserError(f"{manifest.root}: prepared with --target {manifest.target}; recommend writes next-view "
                         "lists (session-rec's protocol), so it needs a dataset prepared with --target next-item")
     model = scorer if isinstance(scorer, Scorer) else scorer(manifest)
+    if isinstance(model, NetScorer):
+        model.check_inputs(manifest)
     item_ids = _item_ids(manifest)
     prefixes = read_prefixes(spec, manifest, progress, filtered)
     rows_per_chunk = max(1, SCORE_BYTES // (4 * manifest.items))
