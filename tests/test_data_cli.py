@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from drnngen.cli import cli
 from drnngen.cli.data import parse_size
 from drnngen.errors import UserError
-from tests.data_support import OTTO_SAMPLE, read_split
+from tests.data_support import OTTO_SAMPLE, read_split, write_tsv
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -149,3 +149,21 @@ def test_layout_options(tmp_path: Path) -> None:
     assert code == 2 and err.startswith("error: ") and "--history-k" in err and len(err.splitlines()) == 1
     code, _, err = _run("prepare", *base, "-o", str(tmp_path / "bad"), "--max-pages", "some")
     assert code == 2 and "--max-pages" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--history-k", "65537"], "'--history-k': 65537 is not in the range 1<=x<=65536"),
+        (["--user-items-k", "65537"], "'--user-items-k': 65537 is not in the range 1<=x<=65536"),
+        (["--dense-history", "--history-k", "8"], "--history-k sizes the sparse layout; --dense-history has none"),
+        (["--dense-history", "--user-items-k", "8"], "--user-items-k sizes the sparse layout"),
+    ],
+)
+def test_layout_options_that_cannot_hold_are_one_line(tmp_path: Path, extra: list[str], message: str) -> None:
+    """K and U are capped as the config caps data.history_k/user_items_k; with the dense layout
+    a K or U given would be ignored, so it is refused."""
+    log = write_tsv(tmp_path / "log.tsv", [(1, 10, 0), (1, 11, 5), (2, 10, 9), (2, 12, 12)])
+    code, _, err = _run("prepare", str(log), "--target", "next-item", *extra, "-q", "-o", str(tmp_path / "d"))
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "d").exists()

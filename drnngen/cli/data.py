@@ -10,6 +10,7 @@ import click
 from click.core import ParameterSource
 
 from drnngen.cli.params import count_or_all, finite
+from drnngen.codegen.config import MAX_WIDTH  # the cap of data.history_k and data.user_items_k
 from drnngen.data.manifest import MAX_WINDOW
 from drnngen.data.prepare import DEFAULT_FILE_BYTES, DEFAULT_MEMORY_BUDGET, PrepareOptions, prepare
 from drnngen.data.readers import CSV_ROLES, DEFAULT_PURCHASE_VALUES, FORMATS, TIME_UNITS, LogSpec, guess_format
@@ -115,10 +116,10 @@ def parse_split(text: str) -> tuple[float, float, float]:
               "all: every page viewed in the train split.")
 @click.option("--max-items", type=count_or_all(1), default="all", show_default=True,
               help="N: item classes; all: every item of the train split's targets.")
-@click.option("--history-k", type=click.IntRange(1), default=DEFAULT_HISTORY_K, show_default=True,
+@click.option("--history-k", type=click.IntRange(1, MAX_WIDTH), default=DEFAULT_HISTORY_K, show_default=True,
               help="K: the history keeps the K (page id, weight) pairs of largest weight, renormalised "
               "(the manifest records the mass dropped).")
-@click.option("--user-items-k", type=click.IntRange(1), default=DEFAULT_USER_ITEMS_K, show_default=True,
+@click.option("--user-items-k", type=click.IntRange(1, MAX_WIDTH), default=DEFAULT_USER_ITEMS_K, show_default=True,
               help="U: the FNN input keeps the user's U latest distinct earlier purchases (class ids, padded with N).")
 @click.option("--dense-history", is_flag=True,
               help="The dense layout: an (M+1)-wide history row and an N-wide user-items row per sample "
@@ -158,8 +159,13 @@ def prepare_command(
     splits as given (e.g. session-rec's *_train_tr.txt, *_train_valid.txt, *_test.txt).
     """
     given = valid_log is not None or test_log is not None
-    if given and click.get_current_context().get_parameter_source("split_text") != ParameterSource.DEFAULT:
+    context = click.get_current_context()
+    if given and context.get_parameter_source("split_text") != ParameterSource.DEFAULT:
         raise UserError("--split cuts one log; with --valid-log/--test-log the files are the splits")
+    for name in ("history_k", "user_items_k"):  # the dense layout has no K or U: a given one would be ignored
+        if dense_history and context.get_parameter_source(name) != ParameterSource.DEFAULT:
+            option = "--" + name.replace("_", "-")
+            raise UserError(f"{option} sizes the sparse layout; --dense-history has none (drop one of the two)")
     spec = log_spec(log, split_format(log, (valid_log, test_log)) if log_format == "auto" else log_format,
                     columns=columns, delimiter=delimiter, time_unit=time_unit, purchase_values=purchase_values,
                     buys=buys, users=users, valid=valid_log, test=test_log)
