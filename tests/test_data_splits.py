@@ -122,6 +122,22 @@ def test_filters_that_leave_nothing_are_one_line(tmp_path: Path, given: bool, op
     assert not (tmp_path / "d").exists()
 
 
+def test_identical_split_files_are_warned_about(tmp_path: Path) -> None:
+    """A test file that is the validation file (a copy-paste slip) still prepares, with one warning line."""
+    session_rec_trio(tmp_path)
+    valid = tmp_path / "shop_train_valid.txt"
+    copy = tmp_path / "copy_test.txt"
+    copy.write_bytes(valid.read_bytes())
+    code, _, err = _run("prepare", str(tmp_path / "shop_train_tr.txt"), "--valid-log", str(valid), "--test-log",
+                        str(copy), "--target", "next-item", "-q", "-o", str(tmp_path / "d"))
+    assert code == 0, err
+    assert err.count("\n") == 1 and err.startswith("warning: ") and "same content" in err, err
+    assert str(valid.resolve()) in err and str(copy.resolve()) in err
+    code, _, err = _run("prepare", str(tmp_path / "shop_train_tr.txt"), "--valid-log", str(valid), "--test-log",
+                        str(tmp_path / "shop_test.txt"), "--target", "next-item", "-q", "-o", str(tmp_path / "e"))
+    assert code == 0 and err == "", err
+
+
 def test_a_split_left_empty_by_the_filters_is_one_line(tmp_path: Path) -> None:
     write_tsv(tmp_path / "a_train_tr.txt", [(1, 10, 0), (1, 11, 5)])
     write_tsv(tmp_path / "a_train_valid.txt", [(3, 10, 30), (3, 11, 40)])

@@ -76,6 +76,7 @@ def _prepare(spec: LogSpec, options: PrepareOptions, output: Path, progress: Pro
     clock = _Clock()
     log = read_log(spec, progress)
     events, files = len(log), log.files
+    _warn_identical_splits(files, progress)
     clock.lap("read")
     dataset = build_dataset(log, options.build, progress)
     del log
@@ -120,6 +121,19 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = now - self._last
         self._last = now
+
+
+def _warn_identical_splits(files: list[dict[str, Any]], progress: Progress) -> None:
+    """One line when two given split files hold the same bytes (a copy-paste slip, most likely)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for entry in files:
+        if "split" not in entry:
+            continue
+        first = seen.setdefault(entry["sha256"], entry)
+        if first is not entry:
+            progress(f"warning: the {first['split']} file {first['path']} and the {entry['split']} file "
+                     f"{entry['path']} have the same content (sha256 {entry['sha256'][:12]}…); are they the "
+                     "splits you meant?")
 
 
 def _warn_empty(dataset: Dataset, progress: Progress) -> None:
