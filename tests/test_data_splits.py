@@ -138,6 +138,34 @@ def test_identical_split_files_are_warned_about(tmp_path: Path) -> None:
     assert code == 0 and err == "", err
 
 
+def test_a_test_view_of_an_item_train_only_bought_is_unseen(tmp_path: Path) -> None:
+    """The unseen-item filter uses the page vocabulary's set (train views) for views: item 60
+    was bought in train but never viewed there, so a test view of it goes (a test purchase of
+    it stays: train holds the item). recommend filters a log by the same sets."""
+    from drnngen.data.manifest import load_manifest
+    from drnngen.data.prefixes import read_prefixes
+
+    def csv(name: str, rows: list[tuple[int, int, int, str]]) -> Path:
+        path = tmp_path / name
+        path.write_text("s,i,t,k\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
+        return path
+
+    train = csv("tr.csv", [(1, 10, 0, "v"), (1, 11, 5, "v"), (1, 60, 9, "buy"), (2, 11, 20, "v"), (2, 10, 25, "v")])
+    valid = csv("va.csv", [(3, 10, 30, "v"), (3, 11, 40, "v")])
+    test = csv("te.csv", [(4, 10, 60, "v"), (4, 60, 70, "v"), (4, 11, 80, "v"), (4, 60, 90, "buy")])
+    reading = ["--format", "csv", "--columns", "session=s,item=i,time=t,type=k", "--time-unit", "s",
+               "--purchase-values", "buy"]
+    code, _, err = _run("prepare", str(train), "--valid-log", str(valid), "--test-log", str(test), *reading,
+                        "--target", "next-item", "-q", "-o", str(tmp_path / "d"))
+    assert code == 0, err
+    manifest = load_manifest(tmp_path / "d")
+    assert manifest.data["splits"]["test"]["dropped_unseen_item_events"] == 1
+    assert manifest.data["splits"]["test"]["oov_page_views"] == 0 and manifest.test_samples == 1
+    spec = LogSpec("csv", test, columns={"session": "s", "item": "i", "time": "t", "type": "k"}, time_unit="s",
+                   purchase_values=("buy",))
+    assert read_prefixes(spec, manifest, quiet).samples.samples == manifest.test_samples == 1
+
+
 def test_a_split_left_empty_by_the_filters_is_one_line(tmp_path: Path) -> None:
     write_tsv(tmp_path / "a_train_tr.txt", [(1, 10, 0), (1, 11, 5)])
     write_tsv(tmp_path / "a_train_valid.txt", [(3, 10, 30), (3, 11, 40)])

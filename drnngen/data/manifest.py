@@ -94,15 +94,19 @@ class Manifest:
         """Raw item id of every class index."""
         return self._ids(ITEM_IDS_FILE)
 
-    def train_item_keys(self) -> list[Any] | None:
-        """Raw ids of the items of the (filtered) train file of a dataset made from given split
-        files; None for one cut from a single log."""
+    def train_item_keys(self) -> tuple[list[Any], list[Any]] | None:
+        """Raw ids of the items viewed in the (filtered) train file of a dataset made from
+        given split files, and of those only bought there; None for one cut from a single log."""
         if self.data.get("parameters", {}).get("splits_from") != "files":
             return None
         if not (self.root / TRAIN_ITEMS_FILE).is_file():
             raise UserError(f"{self.root}: no {TRAIN_ITEMS_FILE} (prepared by an older drnngen); prepare it "
                             "again, or pass --no-filter")
-        return self._ids(TRAIN_ITEMS_FILE)
+        try:
+            bought_only = list(json.loads((self.root / TRAIN_ITEMS_FILE).read_text())["purchase_only_keys"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{self.root / TRAIN_ITEMS_FILE}: unreadable id map ({exc})") from exc
+        return self._ids(TRAIN_ITEMS_FILE), bought_only
 
     def filters(self) -> BuildOptions:
         """The filters `prepare` ran (`--min-item-support`, `--min-session-length`)."""

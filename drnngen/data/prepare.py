@@ -163,7 +163,8 @@ def _write(
     _write_json(folder / ITEM_IDS_FILE, {"first_id": 0, "keys": dataset.item_keys})
     id_maps = [STORE_FILE, PAGE_IDS_FILE, ITEM_IDS_FILE]
     if dataset.train_item_keys is not None:  # recommend and score filter other logs by it, as prepare did
-        _write_json(folder / TRAIN_ITEMS_FILE, {"keys": dataset.train_item_keys})
+        viewed, bought_only = dataset.train_item_keys
+        _write_json(folder / TRAIN_ITEMS_FILE, {"keys": viewed, "purchase_only_keys": bought_only})
         id_maps.append(TRAIN_ITEMS_FILE)
     hashes = {name: file_sha256(folder / name) for name in id_maps}
     parameters: dict[str, Any] = {

@@ -122,7 +122,8 @@ class Dataset:
     item_keys: list[Any]  # raw id of class 0, 1, …, N-1
     dwell: DwellScale
     counts: dict[str, int]
-    train_item_keys: list[Any] | None = None  # given splits: raw ids of the filtered train file's items
+    # given splits: raw ids of the items viewed in the filtered train file, and of those only bought there
+    train_item_keys: tuple[list[Any], list[Any]] | None = None
 
     @property
     def pages(self) -> int:
@@ -176,8 +177,7 @@ def build_dataset(log: EventLog, options: BuildOptions, progress: Progress) -> D
               "filtered_events": read - len(log)}
     progress(f"{counts['sessions']:,} sessions, M={len(vocab.page_keys) + 1} pages, N={len(vocab.item_keys)} "
              "items, samples " + "/".join(f"{s.samples:,}" for s in splits.values()))
-    train_keys = None if log.split is None else _names(log, np.unique(log.item[log.split == 0]))
-    return Dataset(splits, user_items, vocab.page_keys, vocab.item_keys, dwell, counts, train_keys)
+    return Dataset(splits, user_items, vocab.page_keys, vocab.item_keys, dwell, counts, _train_items(log))
 
 
 def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]]:
@@ -192,7 +192,7 @@ def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]
     keep = _session_rec_filter(log, train, options)
     dropped_unseen = np.zeros(len(SPLITS), dtype=np.int64)
     if given is not None:  # session-rec's loader: test items must be train items
-        unseen = ~train & ~np.isin(log.item, log.item[keep & train])
+        unseen = ~train & ~_in_train(log, keep & train)
         keep &= ~unseen
         keep &= train | _long_sessions(log, keep & ~train, options.min_session_length)
         dropped_unseen = np.bincount(given[unseen], minlength=len(SPLITS))
@@ -201,23 +201,46 @@ def filter_log(log: EventLog, options: BuildOptions) -> dict[str, dict[str, int]
     return {} if given is None else _given_split_counts(log, read, dropped_unseen, options)
 
 
-def filter_as_prepared(log: EventLog, options: BuildOptions, train_keys: list[Any] | None) -> int:
+def filter_as_prepared(log: EventLog, options: BuildOptions, train_keys: tuple[list[Any], list[Any]] | None) -> int:
     """Filter a log to be read under a prepared dataset (`recommend`, `score`) as `prepare`
     filtered the files it read; returns the number of events dropped.
 
     `train_keys` None: the dataset was cut from one log, whose filters ran over the whole log
     (`filter_log`), so they run over this one the same way. Else they are the raw ids of the
-    dataset's (filtered) train file, and this log is filtered as its validation and test files
-    were: events of other items go, then sessions left shorter than `min_session_length`.
+    items viewed in the dataset's (filtered) train file and of those only bought there
+    (`_train_items`), and this log is filtered as its validation and test files were: events
+    of other items go (`_in_train`), then sessions left shorter than `min_session_length`.
     """
     if train_keys is None:
         keep = _session_rec_filter(log, np.ones(len(log), dtype=np.bool_), options)
-    else:
-        keep = _has_key(log, train_keys)
+    else:  # as `_in_train`: views need an item viewed in train, purchases one of any train event
+        viewed, bought_only = train_keys
+        keep = _has_key(log, viewed)
+        keep |= (log.kind != VIEW) & _has_key(log, bought_only)
         keep &= _long_sessions(log, keep, options.min_session_length)
     if not keep.all():
         log.keep(keep)
     return int(np.sum(~keep))
+
+
+def _in_train(log: EventLog, train: Mask) -> Mask:
+    """Per event, whether its item is a train item the way the vocabularies see it: a view's
+    item must be viewed in `train` (else its page would be OOV: the page vocabulary is fitted
+    on train views), a purchase's item may occur in any `train` event."""
+    viewed = np.isin(log.item, log.item[train & (log.kind == VIEW)])
+    seen: Mask = np.where(log.kind == VIEW, viewed, viewed | np.isin(log.item, log.item[train]))
+    return seen
+
+
+def _train_items(log: EventLog) -> tuple[list[Any], list[Any]] | None:
+    """Given splits: raw ids of the items viewed in the (filtered) train split, and of those
+    only bought there (`filter_as_prepared`'s sets); None for one log."""
+    if log.split is None:
+        return None
+    train = log.split == 0
+    viewed = np.unique(log.item[train & (log.kind == VIEW)])
+    bought_only = np.setdiff1d(np.unique(log.item[train]), viewed)
+    return _names(log, viewed), _names(log, bought_only)
 
 
 def _given_split_counts(log: EventLog, read: dict[str, dict[str, int]], dropped_unseen: Ints,
