@@ -34,7 +34,7 @@ def test_a_session_rec_trio_gives_the_splits_of_its_files(tmp_path: Path) -> Non
                           "--min-item-support", "5", "--min-session-length", "2", "-o", str(tmp_path / "data"))
     assert code == 0, err
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
-    assert manifest["parameters"]["splits_from"] == "files"
+    assert manifest["parameters"]["splits_from"] == "files" and manifest["parameters"]["split"] is None
     assert [f["split"] for f in manifest["sources"]] == ["train", "val", "test"]
     for split, name in (("train", "train"), ("val", "valid"), ("test", "test")):
         counts, file_events = manifest["splits"][split], events[name]

@@ -181,6 +181,8 @@ def _write(
         "purchase_values": list(spec.purchase_values),
         "splits_from": "files" if spec.given_splits else "fractions",
     }
+    if spec.given_splits:  # the files are the splits; the fractions were never used
+        parameters["split"] = None
     content = manifest_dict(dataset, log_format=spec.format, target=options.build.target,
                             window=options.window, sources=sources, hashes=hashes, parameters=parameters,
                             sample_layout=options.layout)
