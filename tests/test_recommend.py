@@ -305,6 +305,14 @@ def test_a_malformed_or_foreign_list_file_is_one_line(tmp_path: Path, recs: list
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
 
 
+@pytest.mark.parametrize(("ks", "message"), [("0", "error: -k: every K must be >= 1, got 0"),
+                                             ("x", "error: -k: expected comma-separated integers")])
+def test_a_bad_k_of_score_names_its_option(tmp_path: Path, ks: str, message: str) -> None:
+    (tmp_path / "recs.csv").write_text("\n".join(RECS) + "\n")
+    code, _, err = _run("score", str(tmp_path / "recs.csv"), "--log", str(_log(tmp_path)), "-k", ks, "-q")
+    assert code == 2 and err.count("\n") == 1 and err.startswith(message), err
+
+
 def test_score_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
     code, _, err = _run("score", str(tmp_path / "none.csv"), "--log", str(_log(tmp_path)), "-q")
     assert code == 2 and err.count("\n") == 1 and "none.csv: cannot read" in err

@@ -172,7 +172,7 @@ def score_command(recs: Path, log: Path, log_format: str, columns: str | None, d
     from drnngen.evaluation.metrics import parse_ks
     from drnngen.evaluation.score import score
 
-    cutoffs = parse_ks(ks)
+    cutoffs = parse_ks(ks, "-k")
     spec = _spec(log, log_format, (columns, delimiter, time_unit, purchase_values), data)
     dataset = None if data is None or no_filter else load_manifest(data)
     click.echo(score(recs, spec, cutoffs, ProgressLines(quiet), dataset).to_text(), nl=False)

@@ -21,7 +21,15 @@ import numpy as np
 from drnngen.data.events import VIEW, EventLog
 from drnngen.data.manifest import Manifest
 from drnngen.data.readers import LogSpec, read_log
-from drnngen.data.sessions import SPLITS, Prefixes, SplitSamples, filter_as_prepared, prefix_samples, sort_log
+from drnngen.data.sessions import (
+    SPLITS,
+    Prefixes,
+    SplitSamples,
+    decode,
+    filter_as_prepared,
+    prefix_samples,
+    sort_log,
+)
 from drnngen.data.textscan import Ints
 from drnngen.data.windows import write_window
 from drnngen.errors import UserError
@@ -119,12 +127,6 @@ def read_next_views(spec: LogSpec, progress: Progress, dataset: Manifest | None 
     first = np.r_[True, session[1:] != session[:-1]]
     position = np.arange(len(views)) - np.maximum.accumulate(np.where(first, np.arange(len(views)), 0))
     targets = views[~first]
-    return NextViews(_names(log.session[targets], log.session_names), position[~first] - 1,
-                     _names(log.item[targets], log.item_names), len(np.unique(log.session[targets])))
-
-
-def _names(values: Ints, names: list[str] | None) -> list[str]:
-    if names is None:
-        return [str(v) for v in values.tolist()]
-    return [names[code] for code in values.tolist()]
+    return NextViews(decode(log.session[targets], log.session_names), position[~first] - 1,
+                     decode(log.item[targets], log.item_names), len(np.unique(log.session[targets])))
 

@@ -122,8 +122,6 @@ def read_log(spec: LogSpec, progress: Progress) -> EventLog:
     return log
 
 
-
-
 def _files(spec: LogSpec) -> list[tuple[str, Path | None]]:
     if spec.given_splits:
         return [("events", spec.events), ("events", spec.valid), ("events", spec.test)]

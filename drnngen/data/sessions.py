@@ -608,11 +608,18 @@ def prefix_samples(log: EventLog, page_keys: list[Any], item_keys: list[Any], dw
     order = _split_order(0, sessions, samples)
     owner = samples.owner[order]
     raw = log.session[sessions.first[owner]]
-    names = [log.session_names[code] for code in raw.tolist()] if log.session_names else [str(v) for v in raw.tolist()]
+    names = decode(raw, log.session_names)
     known = int(np.sum(page != OOV_PAGE))
     progress(f"{len(sessions.first):,} sessions, {split.samples:,} prefixes; {known:,} of {len(views):,} page "
              "views in the vocabulary")
     return Prefixes(split, user_items, names, split.end - split.start - 1, known)
+
+
+def decode(values: Ints, names: list[str] | None) -> list[str]:
+    """Raw ids as text: the names behind string codes, or the file's integers."""
+    if names is None:
+        return [str(v) for v in values.tolist()]
+    return [names[code] for code in values.tolist()]
 
 
 def _lookup(log: EventLog, keys: list[Any], base: int, missing: int) -> Ints:
@@ -639,5 +646,4 @@ def _has_key(log: EventLog, keys: list[Any]) -> Mask:
 def _raw_items(log: EventLog) -> tuple[Ints, list[str]]:
     """(per event, a code of its item; per code, the item's raw id as text)."""
     codes, distinct = dense_codes(log.item)
-    names = log.item_names
-    return codes, [names[c] for c in distinct.tolist()] if names is not None else [str(v) for v in distinct.tolist()]
+    return codes, decode(distinct, log.item_names)

@@ -61,19 +61,20 @@ class RankingMetrics:
         return out
 
 
-def parse_ks(ks: Iterable[int] | str) -> tuple[int, ...]:
-    """Cut-offs from ``"1,5,10,20"`` or integers: positive, de-duplicated, ascending."""
+def parse_ks(ks: Iterable[int] | str, option: str = "--k") -> tuple[int, ...]:
+    """Cut-offs from ``"1,5,10,20"`` or integers: positive, de-duplicated, ascending
+    (errors name `option`: evaluate's ``--k``, score's ``-k``)."""
     if isinstance(ks, str):
         try:
             values = [int(part) for part in ks.split(",") if part.strip()]
         except ValueError as exc:
-            raise UserError(f"--k: expected comma-separated integers, got {ks!r}") from exc
+            raise UserError(f"{option}: expected comma-separated integers, got {ks!r}") from exc
     else:
         values = [int(k) for k in ks]
     if not values:
-        raise UserError("--k: at least one cut-off K is needed")
+        raise UserError(f"{option}: at least one cut-off K is needed")
     if min(values) < 1:
-        raise UserError(f"--k: every K must be >= 1, got {min(values)}")
+        raise UserError(f"{option}: every K must be >= 1, got {min(values)}")
     return tuple(sorted(set(values)))
 
 

@@ -57,7 +57,7 @@ def score(recs: Path, spec: LogSpec, ks: Iterable[int] | str, progress: Progress
           dataset: Manifest | None = None) -> ListScore:
     """Score the list file `recs` against the next views of `spec`'s log (with `dataset`:
     of the log after that dataset's filters, as `recommend` reads it)."""
-    cutoffs = parse_ks(ks)
+    cutoffs = parse_ks(ks, "-k")
     lists = read_lists(recs)
     short = sum(1 for items in lists.values() if len(items) < max(cutoffs))  # before _places empties `lists`
     targets = read_next_views(spec, progress, dataset)
