@@ -88,6 +88,37 @@ def repeat_weights(cfg: DRNNConfig, dataset: str | Path | None = None) -> Path |
     return target
 
 
+def repeat_share(manifest: Manifest, rows: int = 20_000) -> float:
+    """The share of the first `rows` train samples whose target item is among the items of
+    the session's own pages (the window's, and the history's where it holds any): how
+    much a repeat path could score directly. 0 when the dataset has no train samples."""
+    classes = np.asarray(dataset_page_items(manifest), dtype=np.int64)
+    listing = manifest.sources(manifest.window)["train"]
+    hits = seen = 0
+    for name in listing.read_text().split():
+        with h5py.File(name, "r") as part:
+            count = min(rows - seen, part["label"].shape[0])
+            if count <= 0:
+                break
+            label = part["label"][:count].astype(np.int64)
+            own = np.stack([classes[part[f"page_{t}"][:count].astype(np.int64).ravel()]
+                            for t in range(manifest.window)], axis=1)
+            hits += int(((own == label[:, None]).any(axis=1) | _in_history(part, classes, label, count)).sum())
+            seen += count
+    return hits / seen if seen else 0.0
+
+
+def _in_history(part: h5py.File, classes: npt.NDArray[np.int64], label: npt.NDArray[np.int64],
+                count: int) -> npt.NDArray[np.bool_]:
+    """Per sample: whether the label is the item of a page the history holds (weight > 0)."""
+    if "history_ids" in part:  # sparse: [n, 1, K] ids and weights
+        ids = part["history_ids"][:count].reshape(count, -1).astype(np.int64)
+        held = part["history_weights"][:count].reshape(count, -1) > 0
+        return np.asarray((held & (classes[ids] == label[:, None])).any(axis=1))
+    dense = part["history"][:count].reshape(count, -1) > 0  # [n, M+1] dwell shares
+    return np.asarray((dense & (classes[None, :dense.shape[1]] == label[:, None])).any(axis=1))
+
+
 def dataset_page_items(manifest: Manifest) -> list[int]:
     """The item class of each page id of a prepared dataset (codegen.itemmap.page_item)."""
     keys = manifest.page_keys()

@@ -312,3 +312,38 @@ def test_default_batches_fit_the_memory_budget() -> None:
     with pytest.raises(UserError, match=too_much):
         default_base(2000, 200_000, 100_000, "purchase", history_k=32, memory_budget=1 << 20)
     assert default_base(2000, 40_000, 100_000, "purchase", memory_budget=None).data.batch_size == 512
+
+
+def _prepared_log(tmp_path: Path, name: str, sessions: list[list[int]]) -> Path:
+    """A GRU4Rec TSV of `sessions` (item ids, 60 s apart), prepared for next-item."""
+    from click.testing import CliRunner
+
+    from drnngen.cli import cli
+
+    lines = ["SessionId\tItemId\tTime"]
+    for s, items in enumerate(sessions):
+        lines += [f"{s + 1}\t{item}\t{1_600_000_000 + 86_400 * s + 60 * i}" for i, item in enumerate(items)]
+    log = tmp_path / f"{name}.tsv"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / name
+    result = CliRunner().invoke(cli, ["prepare", str(log), "--format", "gru4rec", "--target", "next-item",
+                                      "--window", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_the_repeat_path_is_on_only_where_targets_repeat(tmp_path: Path) -> None:
+    """repeat_share counts the train samples whose target is an item of the session's own
+    pages; the default base turns the repeat path off below MIN_REPEAT_SHARE."""
+    from drnngen.bind import repeat_share
+    from drnngen.tuner.defaults import MIN_REPEAT_SHARE
+
+    fresh = _prepared_log(tmp_path, "fresh", [[10 * s + i for i in range(6)] for s in range(40)])
+    # every session: a b c a b c (targets b c a b c: the last three were seen, window or history)
+    again = _prepared_log(tmp_path, "again", [[3 * (s % 4) + i % 3 for i in range(6)] for s in range(40)])
+    shares = {name: repeat_share(load_manifest(folder)) for name, folder in (("fresh", fresh), ("again", again))}
+    assert shares == {"fresh": 0.0, "again": pytest.approx(3 / 5)}
+    for name, share in shares.items():
+        m = load_manifest(fresh if name == "fresh" else again)
+        base = default_base(m.pages, m.items, m.train_samples, m.target, repeats=share)
+        assert base.model.repeat == (share >= MIN_REPEAT_SHARE)

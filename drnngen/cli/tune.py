@@ -17,6 +17,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from drnngen.bind import repeat_share
 from drnngen.cli.data import parse_size
 from drnngen.cli.params import finite, output_path
 from drnngen.codegen.config import INT32_MAX, DRNNConfig, load_config, to_mapping
@@ -218,7 +219,7 @@ def _base_and_space(options: dict[str, Any]) -> tuple[DRNNConfig, SearchSpace]:
         m = load_manifest(Path(options["data"]))
         budget = parse_size(options["memory_budget"], "--memory-budget")
         base = base or default_base(m.pages, m.items, m.train_samples, m.target, history_k=m.layout.history_k,
-                                    memory_budget=budget)
+                                    memory_budget=budget, repeats=repeat_share(m))
         space = space or default_space(m.pages, m.items, m.target)
     return base, space
 
