@@ -479,10 +479,13 @@ def _weighted_rows(cfg: DRNNConfig, name: str, pairs: tuple[str, str, int], tabl
                    top: str | None = None, filler: dict[str, Any] | None = None) -> list[Layer]:
     """Σ_k weights[k] · table[ids[k]] per sample, [n, width], from ids and weights of
     shape [n, 1, K] (MODEL.md section 4.1): an Embed over the shared `table`
-    ([n, 1, K, width]), a Scale by the weights in place, an average Pooling over the K
-    rows (the weights come in multiplied by K, so the average is the sum), a Reshape.
-    `top` names the last blob (default `{name}_flat`), `filler` the table's (default the
-    config's weight filler)."""
+    ([n, 1, K, width]), a Scale by the weights in place, the mean over the K rows (the
+    weights come in multiplied by K, so the mean is the sum), a Reshape to [n, width].
+    The mean is a 1×1 Convolution over the rows viewed as K channels ([n, K, width, 1])
+    with its one filter fixed at 1/K: a matrix product, where Caffe's CPU Pooling walks
+    the window element by element (on the shop log's V̄R, K = 32 and N = 999, 10 ms
+    against 59 ms a forward pass). `top` names the last blob (default `{name}_flat`),
+    `filler` the table's (default the config's weight filler)."""
     ids, weights, k = pairs
     param, rows, width = table
     fixed = param == REPEAT_MAP
@@ -492,11 +495,15 @@ def _weighted_rows(cfg: DRNNConfig, name: str, pairs: tuple[str, str, int], tabl
                   settings={"embed_param": {"num_output": width, "input_dim": rows, "bias_term": False,
                                             "weight_filler": filler}})
     scale = Layer(f"{name}_w", "Scale", (name, weights), (name,), settings={"scale_param": {"axis": 0}})
-    pool = Layer(f"{name}_sum", "Pooling", (name,), (f"{name}_sum",),
-                 settings={"pooling_param": {"pool": "AVE", "kernel_h": k, "kernel_w": 1}})
+    rows_as_channels = Layer(f"{name}_k", "Reshape", (name,), (f"{name}_k",),
+                             settings={"reshape_param": {"shape": {"dim": [0, k, -1, 1]}}})
+    mean = Layer(f"{name}_sum", "Convolution", (rows_as_channels.tops[0],), (f"{name}_sum",),
+                 params=(Param(None, *FIXED),),
+                 settings={"convolution_param": {"num_output": 1, "bias_term": False, "kernel_size": 1,
+                                                 "weight_filler": {"type": "constant", "value": 1.0 / k}}})
     flat = top or f"{name}_flat"
-    reshape = Layer(flat, "Reshape", (pool.tops[0],), (flat,), settings={"reshape_param": {"shape": {"dim": [0, -1]}}})
-    return [embed, scale, pool, reshape]
+    reshape = Layer(flat, "Reshape", (mean.tops[0],), (flat,), settings={"reshape_param": {"shape": {"dim": [0, -1]}}})
+    return [embed, scale, rows_as_channels, mean, reshape]
 
 
 def _power(name: str, bottom: str, scale: float, shift: float) -> Layer:

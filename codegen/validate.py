@@ -209,15 +209,14 @@ def _bias(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferr
     return [shape], [shape[p.axis:end]]
 
 
-def _pooling(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
-    """Average/max pooling of a 4-D bottom with a kernel_h × kernel_w window, stride 1, no pad."""
-    p, shape = layer.pooling_param, bottoms[0]
-    if len(shape) != 4 or p.kernel_size or p.pad or p.stride != 1 or p.global_pooling:
-        raise ValueError("Pooling outside the subset drnngen emits (4-D, kernel_h/kernel_w, stride 1, no pad)")
-    height, width = shape[2] - p.kernel_h + 1, shape[3] - p.kernel_w + 1
-    if height < 1 or width < 1:
-        raise ValueError(f"kernel {p.kernel_h}x{p.kernel_w} exceeds the bottom {list(shape)}")
-    return [(shape[0], shape[1], height, width)], []
+def _convolution(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
+    """A 1×1 convolution of a 4-D bottom [n, c, h, w], stride 1, no pad, one group."""
+    p, shape = layer.convolution_param, bottoms[0]
+    if len(shape) != 4 or list(p.kernel_size) != [1] or p.pad or p.stride or p.group != 1 or p.dilation \
+            or p.HasField("kernel_h") or p.HasField("kernel_w") or p.axis != 1 or p.num_output < 1:
+        raise ValueError("Convolution outside the subset drnngen emits (4-D, 1x1 kernel, stride 1, no pad, 1 group)")
+    filters: Shape = (p.num_output, shape[1], 1, 1)
+    return [(shape[0], p.num_output, shape[2], shape[3])], [filters] + ([(p.num_output,)] if p.bias_term else [])
 
 
 def _reshape(layer: Any, bottoms: list[Shape], data: Mapping[str, Shape]) -> Inferred:
@@ -258,7 +257,7 @@ _INFER: dict[str, Callable[[Any, list[Shape], Mapping[str, Shape]], Inferred]] =
     "Eltwise": _eltwise,
     "Scale": _scale,
     "Bias": _bias,
-    "Pooling": _pooling,
+    "Convolution": _convolution,
     "Reshape": _reshape,
     "SoftmaxWithLoss": _scored,
     "Accuracy": _scored,
