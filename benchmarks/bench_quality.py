@@ -61,8 +61,6 @@ SHOP_SESSIONS = 7000  # x ~8.1 views at the default mean length: about 57k click
 SHOP_ITEMS = 1000
 SHOP_SEED = 1
 MIN_SHOP_CLICKS = 50_000
-MAX_PAGES = 2000  # M: the OOV id included; both logs have fewer distinct items, so every page is kept
-MAX_ITEMS = 1000  # N: item classes
 TUNE_ARGS_ENV = "QUALITY_TUNE_ARGS"
 #: The cells compared per log (codegen.config.CELLS), reported in this order.
 CELLS = ("gru", "drnn")
@@ -328,15 +326,14 @@ def plans(out: Path) -> list[LogPlan]:
     shop = out / "shop" / "log"
     shop_args = (str(shop / "clicks.dat"), "--buys", str(shop / "buys.dat"), "--users", str(shop / "users.csv"),
                  "--format", "yoochoose")
-    sizes = ("--max-pages", str(MAX_PAGES), "--max-items", str(MAX_ITEMS))
+    # prepare's defaults: the whole catalog (every train page and item) and the sparse history
     return [
         LogPlan("ml-100k", "MovieLens-100k (each user's ratings by time = one session of views)", "ml-100k",
-                "next-item", (str(out / "ml-100k" / "sessions.tsv"), "--format", "gru4rec", "--target", "next-item",
-                              *sizes)),
+                "next-item", (str(out / "ml-100k" / "sessions.tsv"), "--format", "gru4rec", "--target", "next-item")),
         LogPlan("shop-purchase", f"synthetic shop log (drnngen synth, {SHOP_SESSIONS} sessions)", "shop",
-                "purchase", (*shop_args, "--target", "purchase", *sizes)),
+                "purchase", (*shop_args, "--target", "purchase")),
         LogPlan("shop-next-item", f"synthetic shop log (drnngen synth, {SHOP_SESSIONS} sessions)", "shop",
-                "next-item", (*shop_args, "--target", "next-item", *sizes)),
+                "next-item", (*shop_args, "--target", "next-item")),
     ]
 
 
