@@ -37,12 +37,13 @@ def run_prepare(spec: LogSpec, output: Path, **options: object) -> PrepareReport
 
 
 def synthetic_dataset(root: Path, *, sessions: int, seed: int = 1, items: int, categories: int,
-                      max_pages: int, max_items: int, window: int) -> Path:
+                      max_pages: int, max_items: int, window: int, target: str = "purchase") -> Path:
     """`drnngen synth` + `prepare` through the Python API: root/log → root/data (returned)."""
     from drnngen.data.sessions import BuildOptions
 
     log = synth_log(root / "log", sessions=sessions, seed=seed, items=items, categories=categories)
-    options = PrepareOptions(build=BuildOptions(max_pages=max_pages, max_items=max_items), window=window, force=True)
+    build = BuildOptions(max_pages=max_pages, max_items=max_items, target=target)
+    options = PrepareOptions(build=build, window=window, force=True)
     prepare(yoochoose_spec(log, users=False), options, root / "data", quiet)
     return root / "data"
 
@@ -59,12 +60,13 @@ class SyntheticData:
     max_items: int
     window: int
     seed: int = 1
+    target: str = "purchase"
 
     def make(self, root: Path) -> Path:
         """The dataset prepared under `root`: root/log → root/data (returned)."""
         return synthetic_dataset(root, sessions=self.sessions, seed=self.seed, items=self.items,
                                  categories=self.categories, max_pages=self.max_pages, max_items=self.max_items,
-                                 window=self.window)
+                                 window=self.window, target=self.target)
 
 
 # The tuner's tests: 60 items, window 3.
