@@ -121,7 +121,10 @@ class CandidateEvaluator:
             self.ledger.record_candidate(key, json.loads(key.removeprefix(INVALID_PREFIX)), "", item[1],
                                          random_seed=None, folder=None, source=Source.INVALID)
             return Source.INVALID
-        cached = self.cache.get(key) if self.cache is not None else None
+        # Under successive halving the cache serves rungs (train_many), not whole
+        # candidates: a full training cached by another run would skip the batch's
+        # ranking and make the result depend on what the cache holds.
+        cached = self.cache.get(key) if self.cache is not None and self.halving is None else None
         if cached is not None:
             results[key] = cached
             self._record(item, cached, Source.CACHE)
