@@ -170,8 +170,9 @@ def _as_candidate(o: Outcome, t: Training, rungs: int, spent: tuple[float, float
     seconds of all its rungs, and which rung it is."""
     assert t.rung is not None
     best = None if o.best_iteration is None else o.best_iteration + t.start
+    validations = tuple({**v, "iteration": int(v["iteration"]) + t.start} for v in o.validations)
     return dataclasses.replace(o, iterations=o.iterations + t.start, best_iteration=best, solver_seconds=spent[0],
-                               wall_seconds=spent[1],
+                               wall_seconds=spent[1], validations=validations,
                                note=f"successive halving: rung {t.rung + 1} of {rungs} ({t.stop} iterations)")
 
 

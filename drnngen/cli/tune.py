@@ -354,8 +354,26 @@ def _finish(summary: RunSummary) -> None:
     out = summary.run_dir / "best"
     export_best(summary.run_dir, out)
     o = best.outcome
-    click.echo(f"best: fitness {o.fitness:.4f} (accuracy {o.accuracy:.4f}, loss {o.loss:.4f}) "
+    click.echo(f"best: fitness {o.fitness:.4f} (accuracy {o.accuracy:.4f}, loss {o.loss:.4f}){_rescored(summary)} "
                f"{describe(best.genotype, summary.params.search_space())} -> {out}")
+
+
+def _rescored(summary: RunSummary) -> str:
+    """`, mean 0.61 ± 0.02 over 3 seeds` of the best once --rescore has ranked it so."""
+    from drnngen.tuner.ledger import Ledger
+
+    if not summary.params.rescore or summary.best is None:
+        return ""
+    ledger = Ledger.open(summary.run_dir)
+    try:
+        values = ledger.scores().get(summary.best.key, [])
+    finally:
+        ledger.close()
+    if len(values) < 2:
+        return ""
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f", mean {mean:.4f} ± {sd:.4f} over {len(values)} seeds"
 
 
 @click.command()
