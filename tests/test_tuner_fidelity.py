@@ -142,6 +142,9 @@ def test_rungs_come_from_the_cache_in_a_second_run(tmp_path: Path, dataset: Path
     run(tmp_path, dataset, "b", second, changes=changes, resources=resources)
     assert first.trained and not second.trained
     assert {t.source for t in Ledger.open(tmp_path / "b").trainings()} == {"cache"}
+    assert {r.source for r in Ledger.open(tmp_path / "b").candidates()} == {"cache"}
+    records = Ledger.open(tmp_path / "b").records()
+    assert [r["cached"] for r in records] == [r["evals"] for r in records]  # the logbook counts them as cached
 
 
 def test_rescore_keeps_every_score_and_ranks_by_the_mean(tmp_path: Path, dataset: Path) -> None:

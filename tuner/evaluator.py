@@ -80,6 +80,8 @@ class CandidateEvaluator:
         self.halving = halving  # None: every candidate trains once at the full budget
         self.idle_batches = 0  # consecutive batches that trained nothing (an exhausted space)
         self._prepared: dict[tuple[Any, ...], Candidate | Refused] = {}
+        self._served: dict[str, set[str]] = {}  # candidate key -> where its trainings' results came from
+        self._cached: set[str] = set()  # candidates whose every rung came from the cache
 
     def __call__(self, individuals: Sequence[Any]) -> list[Evaluation]:
         items = [self._prepare(ind) for ind in individuals]
@@ -93,6 +95,9 @@ class CandidateEvaluator:
             else:
                 sources.append(self._known(item, key, results, todo))
         self._train_all(todo, results)
+        # a candidate whose every rung came from the cache was not trained by this run
+        sources = [Source.CACHE if s == Source.TRAINED and k in self._cached else s for k, s in zip(keys, sources,
+                                                                                                       strict=True)]
         self.idle_batches = 0 if todo else self.idle_batches + 1
         self.ledger.record_evaluations(
             [(pos, key, src) for pos, (key, src) in enumerate(zip(keys, sources, strict=True))]
@@ -180,7 +185,10 @@ class CandidateEvaluator:
         finally:
             self.progress.finish()
         for candidate in todo:
-            self._record(candidate, finals[candidate.key], Source.TRAINED)
+            source = Source.CACHE if self._served.pop(candidate.key, set()) == {Source.CACHE} else Source.TRAINED
+            if source == Source.CACHE:
+                self._cached.add(candidate.key)
+            self._record(candidate, finals[candidate.key], source)
             results[candidate.key] = finals[candidate.key]
 
     def train_many(self, trainings: Sequence[Training]) -> dict[str, Outcome]:
@@ -192,13 +200,17 @@ class CandidateEvaluator:
         for training in trainings:
             known = self.ledger.training(training.key)
             cached = None if known is not None or self.cache is None else self.cache.get(training.key)
+            served = self._served.setdefault(training.owner, set())
             if known is not None:
-                outcomes[training.key] = known
+                outcomes[training.key] = known.outcome
+                served.add(Source(known.source))
             elif cached is not None:
                 self._record_training(training, cached, Source.CACHE)
                 outcomes[training.key] = cached
+                served.add(Source.CACHE)
             else:
                 pending.append(training)
+                served.add(Source.TRAINED)
         jobs = []
         for training in pending:
             folder = self.folder(training.candidate.key).resolve()

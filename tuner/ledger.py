@@ -399,10 +399,10 @@ class Ledger:
 
     # --- trainings: rungs and rescores ----------------------------------------------
 
-    def training(self, key: str) -> Outcome | None:
-        """A rung's or a rescore's outcome, when this run has it."""
-        row = self._db.execute("SELECT outcome FROM trainings WHERE key = ?", (key,)).fetchone()
-        return None if row is None else self._absolute(Outcome.from_dict(json.loads(row[0])))
+    def training(self, key: str) -> TrainingRow | None:
+        """A rung or a rescore, when this run has it."""
+        rows = self._trainings("WHERE key = ?", (key,))
+        return rows[0] if rows else None
 
     def record_training(self, key: str, candidate: str, kind: str, rung: int | None, budget: int,
                         random_seed: int | None, outcome: Outcome, source: Source) -> None:
@@ -420,8 +420,11 @@ class Ledger:
 
     def trainings(self) -> list[TrainingRow]:
         """Every rung and rescore, in the order evaluated."""
+        return self._trainings("ORDER BY seq", ())
+
+    def _trainings(self, where: str, args: tuple[Any, ...]) -> list[TrainingRow]:
         rows = self._db.execute("SELECT key, candidate, kind, rung, budget, random_seed, outcome, source, generation"
-                                " FROM trainings ORDER BY seq")
+                                f" FROM trainings {where}", args)
         return [TrainingRow(r[0], r[1], r[2], r[3], r[4], r[5], self._absolute(Outcome.from_dict(json.loads(r[6]))),
                             r[7], r[8]) for r in rows]
 
