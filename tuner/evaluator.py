@@ -37,6 +37,7 @@ from drnngen.tuner.payload import Trainer, run_training
 from drnngen.vocabulary import Source, Status, candidate_folder
 
 INVALID_PREFIX = "invalid:"
+NAN_RETRY_NOTE = "retried at lr x0.1 after NaN"
 
 
 class Progress(Protocol):
@@ -96,8 +97,8 @@ class CandidateEvaluator:
                 sources.append(self._known(item, key, results, todo))
         self._train_all(todo, results)
         # a candidate whose every rung came from the cache was not trained by this run
-        sources = [Source.CACHE if s == Source.TRAINED and k in self._cached else s for k, s in zip(keys, sources,
-                                                                                                       strict=True)]
+        sources = [Source.CACHE if k in self._cached and s == Source.TRAINED else s
+                   for k, s in zip(keys, sources, strict=True)]
         self.idle_batches = 0 if todo else self.idle_batches + 1
         self.ledger.record_evaluations(
             [(pos, key, src) for pos, (key, src) in enumerate(zip(keys, sources, strict=True))]
@@ -146,7 +147,7 @@ class CandidateEvaluator:
             diverged = self._train(todo, results)
             if self.nan_retry and diverged:
                 # one retry at a tenth of the learning rate, recorded under the candidate's key
-                self._train([retry_candidate(c) for c in diverged], results, note="retried at lr x0.1 after NaN")
+                self._train([retry_candidate(c) for c in diverged], results, note=NAN_RETRY_NOTE)
         finally:
             self.progress.finish()
         if any(c.key not in results for c in todo):
@@ -200,7 +201,7 @@ class CandidateEvaluator:
         for training in trainings:
             known = self.ledger.training(training.key)
             cached = None if known is not None or self.cache is None else self.cache.get(training.key)
-            served = self._served.setdefault(training.owner, set())
+            served = self._served.setdefault(training.owner, set()) if training.kind == RUNG else set()
             if known is not None:
                 outcomes[training.key] = known.outcome
                 served.add(Source(known.source))

@@ -27,7 +27,7 @@ from drnngen.runner.jobs import check_mode
 from drnngen.tuner.cache import ResultCache
 from drnngen.tuner.candidate import Budget, Setting, TuneData, prepare, retry_candidate
 from drnngen.tuner.codec import individual_class
-from drnngen.tuner.evaluator import CandidateEvaluator, Progress
+from drnngen.tuner.evaluator import NAN_RETRY_NOTE, CandidateEvaluator, Progress
 from drnngen.tuner.executors import Executor, LocalExecutor
 from drnngen.tuner.fidelity import FIDELITIES, SUCCESSIVE_HALVING, Schedule, rescorings
 from drnngen.tuner.gentune import RngState, TuneResult, gentune, strategy_named
@@ -244,7 +244,7 @@ def _rescore(ledger: Ledger, setting: Setting, evaluator: CandidateEvaluator, pa
     trainings = []
     for row in top:
         candidate = prepare(row.genotype, setting)
-        if row.outcome.note and row.outcome.note.startswith("retried"):
+        if row.outcome.note == NAN_RETRY_NOTE:
             candidate = retry_candidate(candidate)  # the learning rate it trained at
         trainings += rescorings(candidate, setting, params.rescore)
     ledger.generation = -1  # after the last generation
