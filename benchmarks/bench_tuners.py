@@ -297,15 +297,19 @@ def _listed(values: Sequence[float]) -> str:
 
 def ratios(traces: dict[str, list[Trace]], budget: float) -> dict[str, Any]:
     """The issue's two ratios per seed (paired by seed)."""
-    time_ratio = []
+    time_ratio, of_budget = [], []
     for a, c in zip(traces["literal"], traces["literal+SH"], strict=True):
         target = a.best_at(budget)
         time_ratio.append(c.reaches(target, budget) / a.reaches(target, budget))
+        of_budget.append(c.reaches(target, budget) / budget)
     means = {m: statistics.mean(t.best_at(budget) for t in traces[m]) for m in DRNNGEN_OPTIONS}
     best_option = max(means, key=lambda m: means[m])
     optuna_ratio = [d.best_at(budget) / o.best_at(budget)
                     for d, o in zip(traces[best_option], traces["optuna"], strict=True)]
-    return {"time_ratio": time_ratio, "best_option": best_option, "optuna_ratio": optuna_ratio}
+    half = [d.best_at(budget / 2) / o.best_at(budget / 2)
+            for d, o in zip(traces[best_option], traces["optuna"], strict=True)]
+    return {"time_ratio": time_ratio, "time_of_budget": of_budget, "best_option": best_option,
+            "optuna_ratio": optuna_ratio, "optuna_ratio_half": half}
 
 
 def markdown(traces: dict[str, list[Trace]], budget: float, figures: dict[str, Any], grid: Sequence[float]) -> str:
@@ -320,12 +324,15 @@ def markdown(traces: dict[str, list[Trace]], budget: float, figures: dict[str, A
         wall = statistics.median(r.wall_s for r in runs)
         recall = _spread([r.test_recall20 if r.test_recall20 is not None else math.nan for r in runs])
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {trainings:g} | {wall:.0f} | {recall} |")
-    lines += ["", f"- time ratio (literal+SH's solver seconds to reach literal's final best / literal's): "
-              f"{_spread(figures['time_ratio'])} per seed {_listed(figures['time_ratio'])} "
-              f"(target <= 0.333)",
-              f"- Optuna ratio (drnngen's best option, {figures['best_option']}, at B / Optuna TPE+SH at B): "
-              f"{_spread(figures['optuna_ratio'])} per seed {_listed(figures['optuna_ratio'])} "
-              f"(target >= 1)", ""]
+    if figures:
+        lines += ["", f"- time ratio (solver seconds literal+SH needs to reach literal's final best / those "
+                  f"literal needed to reach it): {_spread(figures['time_ratio'])}, per seed "
+                  f"{_listed(figures['time_ratio'])} (target <= 0.333)",
+                  f"- the same against literal's whole budget B: {_spread(figures['time_of_budget'])}, per seed "
+                  f"{_listed(figures['time_of_budget'])}",
+                  f"- Optuna ratio (drnngen's best option by mean, {figures['best_option']}, at B / Optuna "
+                  f"TPE+SH at B): {_spread(figures['optuna_ratio'])}, per seed {_listed(figures['optuna_ratio'])} "
+                  f"(target >= 1); at B/2: {_listed(figures['optuna_ratio_half'])}", ""]
     return "\n".join(lines)
 
 
@@ -362,13 +369,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=3000, help="synthetic log size [3000]")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--out", type=Path, default=Path("out/bench-tuners"))
+    parser.add_argument("--replot", type=Path, metavar="JSON", help="redraw table and plot from a tuners.json")
     args = parser.parse_args(argv or [])  # `python -m benchmarks tuners`: the defaults
+    if args.replot is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_results(*load_traces(args.replot), args.out)
+        return
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core per training, as the budget assumes
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise SystemExit(f"error: unknown methods {sorted(unknown)} (of {', '.join(METHODS)})")
     args.out.mkdir(parents=True, exist_ok=True)
+    traces = run_all(methods, args)
+    (args.out / "tuners.json").write_text(json.dumps(
+        {"budget": args.budget, "traces": {m: [{**asdict(t), "points": [[p.seconds, p.fitness] for p in t.points]}
+                                              for t in runs] for m, runs in traces.items()}}, indent=1))
+    write_results(traces, args.budget, args.out)
+
+
+def run_all(methods: Sequence[str], args: argparse.Namespace) -> dict[str, list[Trace]]:
+    """Every method at every seed (seed by seed, so a machine's load changes hit all
+    methods alike), each final best scored on the test split."""
     traces: dict[str, list[Trace]] = {m: [] for m in methods}
     with tempfile.TemporaryDirectory(prefix="bench-tuners-") as tmp:
         root = Path(tmp)
@@ -385,18 +407,27 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"{method} seed {seed}: best {trace.best_at(args.budget):.4f} after "
                       f"{len(trace.within(args.budget))} trainings, test Recall@20 {trace.test_recall20}, "
                       f"{time.perf_counter() - start:.0f} s wall", flush=True)
-        grid = [args.budget * f for f in (0.1, 0.25, 1 / 3, 0.5, 1.0)]
-        figures = ratios(traces, args.budget) if {"literal", "literal+SH", "optuna"} <= set(methods) \
-            and set(DRNNGEN_OPTIONS) <= set(methods) else {"time_ratio": [], "best_option": "-", "optuna_ratio": []}
-        table = markdown(traces, args.budget, figures, grid)
-        plot(traces, args.budget, args.out / "tuners.png")
-    (args.out / "tuners.md").write_text(table)
-    (args.out / "tuners.json").write_text(json.dumps(
-        {"budget": args.budget, "figures": figures,
-         "traces": {m: [{**asdict(t), "points": [[p.seconds, p.fitness] for p in t.points]} for t in runs]
-                    for m, runs in traces.items()}}, indent=1))
+    return traces
+
+
+def write_results(traces: dict[str, list[Trace]], budget: float, out: Path) -> None:
+    """The table (tuners.md, printed) and the plot (tuners.png) of `traces`."""
+    grid = [budget * f for f in (0.1, 0.25, 1 / 3, 0.5, 1.0)]
+    complete = {"literal", "literal+SH", "optuna", *DRNNGEN_OPTIONS} <= set(traces)
+    table = markdown(traces, budget, ratios(traces, budget) if complete else {}, grid)
+    plot(traces, budget, out / "tuners.png")
+    (out / "tuners.md").write_text(table)
     print(table)
-    print(f"wrote {args.out / 'tuners.png'}, {args.out / 'tuners.md'}, {args.out / 'tuners.json'}")
+    print(f"wrote {out / 'tuners.png'}, {out / 'tuners.md'}, {out / 'tuners.json'}")
+
+
+def load_traces(path: Path) -> tuple[dict[str, list[Trace]], float]:
+    """The traces a run saved in tuners.json (to redraw the table and plot: --replot)."""
+    doc = json.loads(path.read_text())
+    traces = {m: [Trace(t["method"], t["seed"], [Point(sec, fit, None, "") for sec, fit in t["points"]],
+                        t["wall_s"], t["test_recall20"]) for t in runs] for m, runs in doc["traces"].items()}
+    return traces, float(doc["budget"])
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])
