@@ -82,14 +82,14 @@ golden: venv  ## rewrite tests/golden/ on purpose (review the diff!)
 bench: setup  ## speed/memory figures and ratios
 	$(PY) -m benchmarks
 
-TUNER_BUDGET ?= 25
+TUNER_BUDGET ?= 12
 TUNER_SEEDS ?= 3
 TUNER_ITERS ?= 270
 # literal / elitist / literal + successive halving / random search / Optuna TPE with its
 # successive-halving pruner, each for TUNER_BUDGET Caffe solver seconds per seed on one
-# synthetic dataset and space (about 20 x TUNER_BUDGET x TUNER_SEEDS s of wall time on
-# one free core). Optuna is the `bench` extra, installed here only.
-bench-tuners: setup  ## tuners at equal solver seconds: table + plot in out/bench-tuners (TUNER_BUDGET=25 s per run)
+# synthetic dataset and space (about 40 x TUNER_BUDGET x TUNER_SEEDS s of wall time on
+# the shared 2-core machine: 25 minutes). Optuna is the `bench` extra, installed here only.
+bench-tuners: setup  ## tuners at equal solver seconds: table + plot in out/bench-tuners (TUNER_BUDGET=12 s per run)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m benchmarks.bench_tuners --budget $(TUNER_BUDGET) --seeds $(TUNER_SEEDS) --iters $(TUNER_ITERS) \
 		--out out/bench-tuners

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -363,7 +363,7 @@ def plot(traces: dict[str, list[Trace]], budget: float, path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_tuners", description=__doc__.split("\n")[0])
-    parser.add_argument("--budget", type=float, default=25.0, help="solver seconds per run [25]")
+    parser.add_argument("--budget", type=float, default=12.0, help="solver seconds per run [12]")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per method [3]")
     parser.add_argument("--iters", type=int, default=270, help="full training budget in iterations [270]")
     parser.add_argument("--sessions", type=int, default=3000, help="synthetic log size [3000]")
@@ -382,9 +382,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"error: unknown methods {sorted(unknown)} (of {', '.join(METHODS)})")
     args.out.mkdir(parents=True, exist_ok=True)
     traces = run_all(methods, args)
-    (args.out / "tuners.json").write_text(json.dumps(
-        {"budget": args.budget, "traces": {m: [{**asdict(t), "points": [[p.seconds, p.fitness] for p in t.points]}
-                                              for t in runs] for m, runs in traces.items()}}, indent=1))
     write_results(traces, args.budget, args.out)
 
 
@@ -404,6 +401,7 @@ def run_all(methods: Sequence[str], args: argparse.Namespace) -> dict[str, list[
                 if best is not None and best.caffemodel:
                     trace.test_recall20 = test_recall20(best, data, root / "eval" / f"{method}-{seed}")
                 traces[method].append(trace)
+                save_traces(traces, args.budget, args.out / "tuners.json")  # a bench cut short keeps them
                 print(f"{method} seed {seed}: best {trace.best_at(args.budget):.4f} after "
                       f"{len(trace.within(args.budget))} trainings, test Recall@20 {trace.test_recall20}, "
                       f"{time.perf_counter() - start:.0f} s wall", flush=True)
@@ -419,6 +417,17 @@ def write_results(traces: dict[str, list[Trace]], budget: float, out: Path) -> N
     (out / "tuners.md").write_text(table)
     print(table)
     print(f"wrote {out / 'tuners.png'}, {out / 'tuners.md'}, {out / 'tuners.json'}")
+
+
+def save_traces(traces: dict[str, list[Trace]], budget: float, path: Path) -> None:
+    """tuners.json, replaced whole (written beside it, then renamed)."""
+    doc = {"budget": budget, "traces": {m: [{"method": t.method, "seed": t.seed, "wall_s": t.wall_s,
+                                             "test_recall20": t.test_recall20,
+                                             "points": [[p.seconds, p.fitness] for p in t.points]} for t in runs]
+                                        for m, runs in traces.items()}}
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(json.dumps(doc, indent=1))
+    os.replace(staged, path)
 
 
 def load_traces(path: Path) -> tuple[dict[str, list[Trace]], float]:
