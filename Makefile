@@ -87,8 +87,8 @@ TUNER_SEEDS ?= 3
 TUNER_ITERS ?= 270
 # literal / elitist / literal + successive halving / random search / Optuna TPE with its
 # successive-halving pruner, each for TUNER_BUDGET Caffe solver seconds per seed on one
-# synthetic dataset and space (about 40 x TUNER_BUDGET x TUNER_SEEDS s of wall time on
-# the shared 2-core machine: 25 minutes). Optuna is the `bench` extra, installed here only.
+# synthetic dataset and space (about 25 x TUNER_BUDGET x TUNER_SEEDS s of wall time on
+# a loaded 2-core machine: 15 minutes at the defaults). Optuna is the `bench` extra, installed here only.
 bench-tuners: setup  ## tuners at equal solver seconds: table + plot in out/bench-tuners (TUNER_BUDGET=12 s per run)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m benchmarks.bench_tuners --budget $(TUNER_BUDGET) --seeds $(TUNER_SEEDS) --iters $(TUNER_ITERS) \
