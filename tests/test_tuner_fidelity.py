@@ -166,10 +166,17 @@ def test_rescore_keeps_every_score_and_ranks_by_the_mean(tmp_path: Path, dataset
 def test_a_schema_2_ledger_reads_as_a_run_without_rungs(tmp_path: Path, dataset: Path) -> None:
     run(tmp_path, dataset, "old", FakeTrainer(), changes={"generations": 0})
     path = tmp_path / "old" / LEDGER_FILE
-    with sqlite3.connect(path) as db:
+    db = sqlite3.connect(path)
+    with db:
         db.execute("DROP TABLE trainings")
         db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    ledger = Ledger.open(tmp_path / "old")
+    db.close()  # the last connection: SQLite folds its WAL back in
+    before = path.read_bytes()
+    reader = Ledger.open(tmp_path / "old", read_only=True)  # `best`, `report`, `evaluate`: nothing written
+    assert reader.trainings() == [] and reader.scores() == {} and reader.best() is not None
+    reader.close()
+    assert path.read_bytes() == before
+    ledger = Ledger.open(tmp_path / "old")  # a run (--resume) upgrades it in place
     assert ledger.meta("schema_version") == SCHEMA_VERSION == 3
     assert ledger.trainings() == [] and ledger.best() is not None
 

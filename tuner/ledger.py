@@ -169,6 +169,7 @@ class Ledger:
         self._db = db
         self.path = path
         self.generation = 0
+        self._rungs = True  # False: a schema-2 ledger opened read-only (no `trainings` table)
 
     # --- opening ---------------------------------------------------------------
 
@@ -234,7 +235,9 @@ class Ledger:
         if version == 1:
             ledger._upgrade_from_1()
             version = 2
-        if version == 2:
+        if version == 2 and quiet:
+            ledger._rungs = False  # read as a run without rungs or rescores; nothing written
+        elif version == 2:
             ledger._upgrade_from_2()
         elif version != SCHEMA_VERSION:
             ledger.close()
@@ -399,6 +402,7 @@ class Ledger:
 
     # --- trainings: rungs and rescores ----------------------------------------------
 
+    @_reads
     def training(self, key: str) -> TrainingRow | None:
         """A rung or a rescore, when this run has it."""
         rows = self._trainings("WHERE key = ?", (key,))
@@ -418,18 +422,24 @@ class Ledger:
                  json.dumps(stored.to_dict()), Source(source).value, self.generation, time.time(), seq),
             )
 
+    @_reads
     def trainings(self) -> list[TrainingRow]:
         """Every rung and rescore, in the order evaluated."""
         return self._trainings("ORDER BY seq", ())
 
     def _trainings(self, where: str, args: tuple[Any, ...]) -> list[TrainingRow]:
+        if not self._rungs:
+            return []
         rows = self._db.execute("SELECT key, candidate, kind, rung, budget, random_seed, outcome, source, generation"
                                 f" FROM trainings {where}", args)
         return [TrainingRow(r[0], r[1], r[2], r[3], r[4], r[5], self._absolute(Outcome.from_dict(json.loads(r[6]))),
                             r[7], r[8]) for r in rows]
 
+    @_reads
     def scores(self) -> dict[str, list[float]]:
         """The fitnesses of each rescored candidate: its own first, then each other seed's."""
+        if not self._rungs:
+            return {}
         rows = self._db.execute(
             "SELECT t.candidate, c.fitness, t.fitness FROM trainings t JOIN candidates c ON c.key = t.candidate"
             " WHERE t.kind = 'rescore' ORDER BY t.seq")
