@@ -8,7 +8,7 @@ DRNNGEN := $(VENV)/bin/drnngen
 INSTALLED := $(VENV)/.installed
 export DRNNGEN_CACHE ?= $(HOME)/.cache/drnngen
 
-.PHONY: help setup system-deps caffe venv demo test test-fast fuzz lint golden bench quality doctor clean
+.PHONY: help setup system-deps caffe venv demo test test-fast fuzz lint golden bench bench-tuners quality doctor clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -81,6 +81,18 @@ golden: venv  ## rewrite tests/golden/ on purpose (review the diff!)
 
 bench: setup  ## speed/memory figures and ratios
 	$(PY) -m benchmarks
+
+TUNER_BUDGET ?= 12
+TUNER_SEEDS ?= 3
+TUNER_ITERS ?= 270
+# literal / elitist / literal + successive halving / random search / Optuna TPE with its
+# successive-halving pruner, each for TUNER_BUDGET Caffe solver seconds per seed on one
+# synthetic dataset and space (about 25 x TUNER_BUDGET x TUNER_SEEDS s of wall time on
+# a loaded 2-core machine: 15 minutes at the defaults). Optuna is the `bench` extra, installed here only.
+bench-tuners: setup  ## tuners at equal solver seconds: table + plot in out/bench-tuners (TUNER_BUDGET=12 s per run)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m benchmarks.bench_tuners --budget $(TUNER_BUDGET) --seeds $(TUNER_SEEDS) --iters $(TUNER_ITERS) \
+		--out out/bench-tuners
 
 QUALITY_MINUTES ?= 15
 # DRNN vs POP/S-POP/item-kNN/SKNN/V-SKNN at Recall@20 and MRR@20 on MovieLens-100k

@@ -1,6 +1,7 @@
 """Run every benchmarks/bench_*.py module's `main()` in name order (or those named).
 
-`bench_quality` (`make quality`: tens of minutes of tuning) runs only when named.
+`bench_quality` (`make quality`: tens of minutes of tuning) and `bench_tuners`
+(`make bench-tuners`) run only when named.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 import benchmarks
 
 #: Modules `make bench` skips unless named: they have their own make target.
-SEPARATE = frozenset({"bench_quality"})
+SEPARATE = frozenset({"bench_quality", "bench_tuners"})
 
 
 def main(selected: list[str]) -> None:

@@ -56,6 +56,26 @@ def _seconds(run_dir: Path) -> tuple[float, float]:
     return sum(o.solver_seconds for o in trained), sum(o.wall_seconds for o in trained)
 
 
+def _what_holds_back(n: int, one: tuple[float, float, float], two: tuple[float, float]) -> None:
+    """Where the 2-worker speedup goes, from the ledgers' seconds over the same n trainings:
+    (wall, Σ solver, Σ evaluation wall) of the 1-worker run, (Σ solver, Σ evaluation wall)
+    of the 2-worker one.
+
+    * the solver itself runs slower when two trainings share the machine (memory
+      bandwidth, shared cache, one BLAS thread each already): Σ solver 2 / Σ solver 1;
+    * each training's time outside the solver (process start and `import caffe`, net
+      set-up, which reads the HDF5 files into memory, validation passes) runs in
+      parallel too, but is paid per training;
+    * the client's own time (GA, codegen, writing files, ledger commits) is serial.
+    """
+    wall1, solver1, eval1 = one
+    solver2, eval2 = two
+    print(f"  what holds it back: solver time per training x{solver2 / solver1:.3f} with 2 at once "
+          f"(caps the speedup at {2 * solver1 / solver2:.2f}x); outside the solver per training "
+          f"{(eval1 - solver1) / n:.3f} s alone, {(eval2 - solver2) / n:.3f} s with 2 at once; "
+          f"client's serial time {wall1 - eval1:.2f} s of {wall1:.2f} s")
+
+
 def main() -> None:
     from tests.tuner_support import make_dataset
 
@@ -78,6 +98,7 @@ def main() -> None:
         ideal = sum(per_gen) / sum(-(-k // 2) for k in per_gen)
         print(f"2 workers: wall {wall2:.2f} s, speedup {wall1 / wall2:.2f}x (target >= 1.8x; "
               f"ideal for trainings per generation {per_gen}: {ideal:.2f}x); same best: {same}")
+        _what_holds_back(n, (wall1, solver1, evaluations1), _seconds(root / "w2"))
         cache = Resources(workers=1, cache_dir=root / "cache")
         repeat = _params(data, REPEATING, population=6, generations=3, iterations=50)
         _, first = _timed(root / "c1", repeat, cache)

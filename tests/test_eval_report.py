@@ -100,3 +100,20 @@ def test_a_full_disk_leaves_the_old_report_and_no_partial_png(tmp_path: Path, mo
     with pytest.raises(UserError, match=r"No space left on device.*nothing was changed"):
         write_report(_history(seed=9), tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_rescored_run_gets_error_bars_and_a_table_of_every_score(tmp_path: Path) -> None:
+    import dataclasses
+
+    from drnngen.evaluation.report import RESCORE_PLOT
+
+    scores = {"c003": [0.61, 0.55, 0.58], "c007": [0.64, 0.49, 0.52]}
+    written = write_report(dataclasses.replace(_history(), scores=scores), tmp_path)
+    assert {p.name for p in written} == {*PLOTS.values(), RESCORE_PLOT, "report.md"}
+    width, height = _png_size(tmp_path / RESCORE_PLOT)
+    assert width > 300 and height > 200
+    markdown = (tmp_path / "report.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| `c00")]
+    assert rows == ["| `c003` | 3 | 0.5800 | 0.0300 | 0.6100, 0.5500, 0.5800 |",  # highest mean first
+                    "| `c007` | 3 | 0.5500 | 0.0794 | 0.6400, 0.4900, 0.5200 |"]
+    assert f"]({RESCORE_PLOT})" in markdown

@@ -126,6 +126,31 @@ def test_a_run_through_the_scheduler_writes_the_ledger_of_the_local_pool(
     assert len(dask_tasks(cluster) - before) == len(contents["candidates"])
 
 
+def rungs(run: Path) -> set[tuple[Any, ...]]:
+    """Every rung of a successive-halving run, as the ledger holds it (no times, no paths)."""
+    with sqlite3.connect(run / "ledger.sqlite") as db:
+        return set(db.execute("SELECT key, candidate, kind, rung, budget, random_seed, fitness, generation"
+                              " FROM trainings"))
+
+
+@pytest.mark.caffe
+@pytest.mark.slow
+def test_successive_halving_through_the_scheduler_trains_the_rungs_of_the_local_pool(
+    setup: TuneSetup, cluster: LoopbackCluster
+) -> None:
+    root, _, args = setup
+    halving = [*args, "--fidelity", "successive-halving", "--eta", "2", "--rungs", "3"]
+    local = CliRunner().invoke(cli, [*halving, "-o", str(root / "sh-local"), "--workers", "2"])
+    assert local.exit_code == 0, local.output
+    before = dask_tasks(cluster)
+    remote = CliRunner().invoke(cli, [*halving, "-o", str(root / "sh-dask"), "--scheduler", cluster.address])
+    assert remote.exit_code == 0, remote.output
+    expected = rungs(root / "sh-local")
+    assert rungs(root / "sh-dask") == expected and {r[3] for r in expected} == {0, 1, 2}
+    assert ledger_contents(root / "sh-dask")["candidates"] == ledger_contents(root / "sh-local")["candidates"]
+    assert len(dask_tasks(cluster) - before) == len(expected)  # one Dask task per rung
+
+
 @pytest.mark.caffe
 @pytest.mark.slow
 def test_a_worker_killed_mid_training_loses_and_duplicates_nothing(

@@ -63,8 +63,8 @@ class FakeTrainer:
         if self.fail_width is not None and f"num_output: {self.fail_width}\n" in text:
             return TrainResult("failed", error="Check failed: deliberately [fake.cpp:1]")
         h = int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
-        model = job.workdir / "model.caffemodel"
-        model.write_bytes(text.encode())
+        model = job.snapshot_path or job.workdir / "model.caffemodel"
+        model.write_bytes(text.encode() + str(job.init_weights).encode())
         return TrainResult("ok", iterations_done=job.iterations, test_loss=1 + (h % 997) / 300,
                            test_accuracy={"accuracy": (h % 1009) / 2000}, solver_seconds=0.001, caffemodel=model)
 

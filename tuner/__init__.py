@@ -8,6 +8,7 @@
     payload        what a worker slot runs: TrainJob in, TrainResult out (drnngen.runner)
     fitness        TrainResult -> Outcome (fitness = accuracy + 1/(1+loss))
     evaluator      the GA's evaluate_many: ledger -> cache -> executor
+    fidelity       successive halving's rungs and --rescore's seeds: trainings of their own
     cache          canonical net + solver + data hash -> result, shared across runs
     ledger         the run's SQLite record: every candidate, generation, RNG state
     executors      where trainings run (local worker slots, one per GPU; dask_executor)

@@ -174,7 +174,19 @@ class MuPlusLambda(Strategy):
         return list(tools.selBest(population + children, len(population)))
 
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Literal, MuPlusLambda)}
+class RandomSearch(Strategy):
+    """Random search (Bergstra & Bengio, JMLR 2012), the baseline every tuner must
+    beat: each generation is a fresh random population, all of it evaluated."""
+
+    name = "random"
+
+    def generation(self, population: list[Any], ctx: Context) -> list[Any]:
+        fresh = [ctx.toolbox.individual() for _ in population]
+        ctx.evaluate(fresh)
+        return fresh
+
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Literal, MuPlusLambda, RandomSearch)}
 
 
 def strategy_named(name: str) -> Strategy:

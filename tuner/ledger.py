@@ -32,7 +32,7 @@ from drnngen.tuner.gentune import Checkpoint, RngState
 from drnngen.vocabulary import Source
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Columns schema 2 added to `candidates`; a schema-1 ledger gains them (NULL) when opened.
 _V2_COLUMNS = (("best_iteration", "INTEGER"), ("stop_reason", "TEXT"), ("validations", "TEXT"), ("note", "TEXT"))
 
@@ -43,6 +43,25 @@ class RunStatus(str, Enum):
     RUNNING = "running"  # also what a crashed run says: --resume continues it
     INTERRUPTED = "interrupted"
     FINISHED = "finished"
+
+
+_TRAININGS_TABLE = """
+CREATE TABLE IF NOT EXISTS trainings (     -- schema 3: the rungs of successive halving and --rescore's seeds
+    key          TEXT PRIMARY KEY,         -- the training's own key (tuner.fidelity)
+    candidate    TEXT NOT NULL,            -- the candidate (candidates.key) it trained or rescored
+    kind         TEXT NOT NULL,            -- rung | rescore
+    rung         INTEGER,                  -- 0 = the first rung; null for a rescore
+    budget       INTEGER NOT NULL,         -- iterations from scratch at its end
+    random_seed  INTEGER,                  -- Caffe's
+    fitness      REAL NOT NULL,
+    solver_seconds REAL NOT NULL,
+    outcome      TEXT NOT NULL,            -- Outcome as JSON; its caffemodel relative to the run folder
+    source       TEXT NOT NULL,            -- trained | cache
+    generation   INTEGER NOT NULL,         -- the generation that asked for it (-1: after the last)
+    evaluated_at REAL NOT NULL,
+    seq          INTEGER NOT NULL          -- order of evaluation in this run
+);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (          -- run parameters and state, one JSON value per key
@@ -92,7 +111,7 @@ CREATE TABLE IF NOT EXISTS generations (   -- 0 = the initial random population
     record           TEXT,                 -- logbook record, JSON
     finished_at      REAL
 );
-"""
+""" + _TRAININGS_TABLE
 
 
 _P = ParamSpec("_P")
@@ -128,6 +147,21 @@ class CandidateRow:
     generation: int
 
 
+@dataclass(frozen=True)
+class TrainingRow:
+    """One row of `trainings`: a rung of successive halving or a rescore."""
+
+    key: str
+    candidate: str
+    kind: str
+    rung: int | None
+    budget: int
+    random_seed: int | None
+    outcome: Outcome
+    source: str
+    generation: int
+
+
 class Ledger:
     """The run's SQLite record; also the loop's `Journal`."""
 
@@ -135,6 +169,7 @@ class Ledger:
         self._db = db
         self.path = path
         self.generation = 0
+        self._rungs = True  # False: a schema-2 ledger opened read-only (no `trainings` table)
 
     # --- opening ---------------------------------------------------------------
 
@@ -199,6 +234,11 @@ class Ledger:
             return cls.open(run_dir)  # an old ledger is upgraded in place, once
         if version == 1:
             ledger._upgrade_from_1()
+            version = 2
+        if version == 2 and quiet:
+            ledger._rungs = False  # read as a run without rungs or rescores; nothing written
+        elif version == 2:
+            ledger._upgrade_from_2()
         elif version != SCHEMA_VERSION:
             ledger.close()
             raise UserError(f"{path}: ledger schema {str(version)[:40]!r}, this drnngen reads {SCHEMA_VERSION}")
@@ -208,6 +248,12 @@ class Ledger:
         with self._transaction() as db:
             for name, kind in _V2_COLUMNS:
                 db.execute(f"ALTER TABLE candidates ADD COLUMN {name} {kind}")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (json.dumps(2),))
+
+    def _upgrade_from_2(self) -> None:
+        """Schema 3 only adds the `trainings` table: a schema-2 run reads as one without rungs."""
+        with self._transaction() as db:
+            db.execute(_TRAININGS_TABLE)
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (json.dumps(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -343,11 +389,64 @@ class Ledger:
                              self._resolve(r[4]), r[5], r[6]) for r in rows]
 
     def best(self) -> CandidateRow | None:
-        """The fittest successful candidate (of equal fitnesses, the first evaluated)."""
+        """The fittest successful candidate (of equal fitnesses, the first evaluated);
+        once `--rescore` has run, the rescored one of the highest mean fitness."""
         ok = [c for c in self.candidates() if c.outcome.ok]
+        scores = self.scores()
+        if scores:
+            ok = [c for c in ok if c.key in scores]
+            return max(ok, key=lambda c: _mean(scores[c.key]), default=None)
         if not ok:
             return None
         return max(ok, key=lambda c: c.outcome.fitness)  # max() keeps the first of equals
+
+    # --- trainings: rungs and rescores ----------------------------------------------
+
+    @_reads
+    def training(self, key: str) -> TrainingRow | None:
+        """A rung or a rescore, when this run has it."""
+        rows = self._trainings("WHERE key = ?", (key,))
+        return rows[0] if rows else None
+
+    def record_training(self, key: str, candidate: str, kind: str, rung: int | None, budget: int,
+                        random_seed: int | None, outcome: Outcome, source: Source) -> None:
+        """One rung or rescore training, in its own transaction (the moment it is back)."""
+        stored = replace(outcome, caffemodel=self._relative(outcome.caffemodel))
+        with self._transaction() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM trainings").fetchone()[0]
+            db.execute(
+                "INSERT OR REPLACE INTO trainings (key, candidate, kind, rung, budget, random_seed, fitness,"
+                " solver_seconds, outcome, source, generation, evaluated_at, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, candidate, kind, rung, budget, random_seed, outcome.fitness, outcome.solver_seconds,
+                 json.dumps(stored.to_dict()), Source(source).value, self.generation, time.time(), seq),
+            )
+
+    @_reads
+    def trainings(self) -> list[TrainingRow]:
+        """Every rung and rescore, in the order evaluated."""
+        return self._trainings("ORDER BY seq", ())
+
+    def _trainings(self, where: str, args: tuple[Any, ...]) -> list[TrainingRow]:
+        if not self._rungs:
+            return []
+        rows = self._db.execute("SELECT key, candidate, kind, rung, budget, random_seed, outcome, source, generation"
+                                f" FROM trainings {where}", args)
+        return [TrainingRow(r[0], r[1], r[2], r[3], r[4], r[5], self._absolute(Outcome.from_dict(json.loads(r[6]))),
+                            r[7], r[8]) for r in rows]
+
+    @_reads
+    def scores(self) -> dict[str, list[float]]:
+        """The fitnesses of each rescored candidate: its own first, then each other seed's."""
+        if not self._rungs:
+            return {}
+        rows = self._db.execute(
+            "SELECT t.candidate, c.fitness, t.fitness FROM trainings t JOIN candidates c ON c.key = t.candidate"
+            " WHERE t.kind = 'rescore' ORDER BY t.seq")
+        scores: dict[str, list[float]] = {}
+        for key, own, other in rows:
+            scores.setdefault(key, [float(own)]).append(float(other))
+        return scores
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -438,6 +537,10 @@ def _check_untouched(path: Path) -> None:
             db.close()
     except sqlite3.Error as exc:
         raise UserError(f"{path}: not a complete ledger ({str(exc)[:160]}); start the run again") from None
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:

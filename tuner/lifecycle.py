@@ -25,10 +25,11 @@ from drnngen.errors import EnvironmentProblem, UserError
 from drnngen.runner import TrainResult
 from drnngen.runner.jobs import check_mode
 from drnngen.tuner.cache import ResultCache
-from drnngen.tuner.candidate import Budget, Setting, TuneData
+from drnngen.tuner.candidate import Budget, Setting, TuneData, prepare, retry_candidate
 from drnngen.tuner.codec import individual_class
-from drnngen.tuner.evaluator import CandidateEvaluator, Progress
+from drnngen.tuner.evaluator import NAN_RETRY_NOTE, CandidateEvaluator, Progress
 from drnngen.tuner.executors import Executor, LocalExecutor
+from drnngen.tuner.fidelity import FIDELITIES, SUCCESSIVE_HALVING, Schedule, rescorings
 from drnngen.tuner.gentune import RngState, TuneResult, gentune, strategy_named
 from drnngen.tuner.ledger import LEDGER_FILE, CandidateRow, Ledger, RunStatus
 from drnngen.tuner.operators import make_toolbox
@@ -209,11 +210,14 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
     halt = _Halt(stop, clock)
     try:
         evaluator = CandidateEvaluator(setting, ledger, cache, executor, run_dir, halt, progress, trainer,
-                                       nan_retry=params.nan_retry, on_result=clock.save)
+                                       nan_retry=params.nan_retry, on_result=clock.save,
+                                       halving=_schedule(params))
         result = gentune(toolbox, rng, generations=params.generations, population_size=params.population,
                          pc=params.pc, pm=params.pm, evaluate_many=evaluator, strategy=strategy,
                          journal=_Reporting(ledger, on_generation),
                          stop=lambda: halt.is_set() or evaluator.idle_batches >= IDLE_BATCHES, start=checkpoint)
+        if params.rescore and not result.interrupted and not halt.is_set():
+            result.interrupted = not _rescore(ledger, setting, evaluator, params)
     finally:
         clock.save()
         if cache is not None:
@@ -222,6 +226,30 @@ def _run(run_dir: Path, ledger: Ledger, params: TuneParams, resources: Resources
     ledger.set_status(RunStatus.INTERRUPTED if result.interrupted and not budget_spent else RunStatus.FINISHED)
     return RunSummary(run_dir, result, ledger.best(), len(ledger.candidates()), params, ledger.records(),
                       budget_spent)
+
+
+def _schedule(params: TuneParams) -> Schedule | None:
+    """Successive halving's schedule, or None for one full-budget training per candidate."""
+    if params.fidelity not in FIDELITIES:
+        raise UserError(f"fidelity: unknown {params.fidelity!r} (one of: {', '.join(FIDELITIES)})")
+    return Schedule(params.eta, params.rungs) if params.fidelity == SUCCESSIVE_HALVING else None
+
+
+def _rescore(ledger: Ledger, setting: Setting, evaluator: CandidateEvaluator, params: TuneParams) -> bool:
+    """--rescore: the top candidates retrained at `params.rescore` other Caffe seeds
+    (the ledger keeps every score; `Ledger.best` then ranks by their mean). False
+    when stopped first (a resume reads back the rescores that finished)."""
+    ok = [row for row in ledger.candidates() if row.outcome.ok]
+    top = sorted(ok, key=lambda row: -row.outcome.fitness)[: params.rescore_top]
+    trainings = []
+    for row in top:
+        candidate = prepare(row.genotype, setting)
+        if row.outcome.note == NAN_RETRY_NOTE:
+            candidate = retry_candidate(candidate)  # the learning rate it trained at
+        trainings += rescorings(candidate, setting, params.rescore)
+    ledger.generation = -1  # after the last generation
+    outcomes = evaluator.train_many(trainings)
+    return all(t.key in outcomes for t in trainings)
 
 
 def _check_dataset(setting: Setting) -> None:

@@ -35,6 +35,11 @@ class TuneParams:
     time_budget_s: float | None = None  # the whole run's; no training starts once it is spent
     nan_retry: bool = False  # retrain a NaN candidate once at a tenth of its learning rate
     train_seconds: float | None = None  # one training's own wall-time limit (keeps its best snapshot)
+    fidelity: str = "full"  # tuner.fidelity: full | successive-halving
+    eta: int = 3  # successive halving: the top 1/eta of a rung go on to eta times its budget
+    rungs: int = 3  # successive halving: budgets full/eta^(rungs-1), ..., full
+    rescore: int = 0  # after the last generation: other Caffe seeds per top candidate
+    rescore_top: int = 3  # how many top candidates --rescore retrains
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TuneParams:

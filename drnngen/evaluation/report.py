@@ -36,6 +36,7 @@ PLOTS = {
     "genes": "gene_frequencies.png",
     "curve": "training_curve.png",
 }
+RESCORE_PLOT = "rescore.png"  # only for a run with `tune --rescore`
 _DPI = 110
 
 
@@ -71,6 +72,7 @@ class RunHistory:
     best: CandidateView | None = None
     best_curve: TrainingCurve = field(default_factory=TrainingCurve)
     test_metrics: Mapping[str, Any] | None = None  # evaluation.json of `drnngen evaluate`, when present
+    scores: Mapping[str, Sequence[float]] = field(default_factory=dict)  # `--rescore`: key → fitness per seed
 
 
 def write_report(history: RunHistory, out: Path) -> list[Path]:
@@ -84,14 +86,19 @@ def write_report(history: RunHistory, out: Path) -> list[Path]:
     }
     files: dict[str, str | bytes] = {}
     for key, draw in drawers.items():
-        figure = draw(history)
-        FigureCanvasAgg(figure)  # attach the Agg canvas: savefig then needs no pyplot
-        png = io.BytesIO()
-        figure.savefig(png, format="png", dpi=_DPI, bbox_inches="tight")
-        files[PLOTS[key]] = png.getvalue()
+        files[PLOTS[key]] = _png(draw(history))
+    if history.scores:
+        files[RESCORE_PLOT] = _png(plot_rescore(history))
     files["report.md"] = markdown_summary(history)
     # all files staged, then renamed: a full disk leaves the old report, no 0-byte PNG
     return write(files, out)
+
+
+def _png(figure: Figure) -> bytes:
+    FigureCanvasAgg(figure)  # attach the Agg canvas: savefig then needs no pyplot
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=_DPI, bbox_inches="tight")
+    return png.getvalue()
 
 
 # --- figures ------------------------------------------------------------------------------
@@ -114,6 +121,23 @@ def plot_fitness(history: RunHistory) -> Figure:
     ax.set_xlabel("generation")
     ax.set_ylabel("fitness = accuracy + 1/(1+loss)  (validation, unitless)")
     ax.set_xticks(gens)
+    ax.legend()
+    return fig
+
+
+def plot_rescore(history: RunHistory) -> Figure:
+    """`--rescore`: each rescored candidate's fitness over its Caffe seeds, mean ± one
+    standard deviation, every seed's score as a dot."""
+    fig, ax = _figure(f"Rescored candidates: fitness over Caffe seeds — {history.name}")
+    ranked = sorted(history.scores.items(), key=lambda kv: -float(np.mean(kv[1])))
+    for x, (_, values) in enumerate(ranked):
+        ax.scatter([x] * len(values), values, color="grey", s=14, zorder=2)
+    ax.errorbar(range(len(ranked)), [float(np.mean(v)) for _, v in ranked],
+                yerr=[float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for _, v in ranked],
+                fmt="o", capsize=6, color="C0", zorder=3, label="mean ± 1 sd")
+    ax.set_xticks(range(len(ranked)), [key for key, _ in ranked])
+    ax.set_xlabel("candidate (ranked by mean fitness)")
+    ax.set_ylabel("fitness = accuracy + 1/(1+loss)  (validation, unitless)")
     ax.legend()
     return fig
 
@@ -265,7 +289,20 @@ def markdown_summary(history: RunHistory) -> str:
     }
     for key, caption in captions.items():
         lines += [f"## {caption}", "", f"![{caption}]({PLOTS[key]})", ""]
+    if history.scores:
+        lines += _rescore_section(history.scores)
     return "\n".join(lines)
+
+
+def _rescore_section(scores: Mapping[str, Sequence[float]]) -> list[str]:
+    caption = "Rescored candidates: fitness over Caffe seeds (mean ± 1 sd)"
+    lines = [f"## {caption}", "", "The best candidate is the one of the highest mean.", "",
+             "| candidate | seeds | mean fitness | sd | scores |", "| --- | ---: | ---: | ---: | --- |"]
+    for key, values in sorted(scores.items(), key=lambda kv: -float(np.mean(kv[1]))):
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        lines.append(f"| `{key}` | {len(values)} | {_fmt(float(np.mean(values)))} | {_fmt(sd)} | "
+                     + ", ".join(f"{v:.4f}" for v in values) + " |")
+    return [*lines, "", f"![{caption}]({RESCORE_PLOT})", ""]
 
 
 def _best_section(best: CandidateView | None) -> list[str]:

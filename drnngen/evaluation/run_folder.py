@@ -69,6 +69,7 @@ def run_history(run: Path) -> RunHistory:
     ledger = Ledger.open(run, read_only=True)
     try:
         rows, space, best, populations = ledger.candidates(), _space(ledger), ledger.best(), ledger.populations()
+        scores = {short_key(key): values for key, values in ledger.scores().items()}
     finally:
         ledger.close()
     _check_rows(run, rows, populations)
@@ -82,6 +83,7 @@ def run_history(run: Path) -> RunHistory:
         best=best_view,
         best_curve=_readable(run, _curve, best),
         test_metrics=_evaluation(run),
+        scores=scores,
     )
 
 
