@@ -348,14 +348,21 @@ def _require_weights_for(net: Any, weights: str) -> None:
                        "(not a caffemodel trained for it?)")
 
 
-def run_scores(job: Event, emit: Emit) -> None:
-    """Deploy net over every row of the HDF5 files; ``blob`` rows into an .npy."""
+def _deploy_net(job: Event) -> Any:
+    """The job's deploy net in TEST mode with its trained weights, checked to hold them
+    and the ``blob`` the job reads."""
     caffe = _caffe()
     set_mode(job["mode"], job["gpu_id"])
     net = caffe.Net(job["deploy"], caffe.TEST)
     _require_weights_for(net, job["weights"])
     net.copy_from(job["weights"])
     _require_blobs(net, [job["blob"]], "deploy")
+    return net
+
+
+def run_scores(job: Event, emit: Emit) -> None:
+    """Deploy net over every row of the HDF5 files; ``blob`` rows into an .npy."""
+    net = _deploy_net(job)
     inputs = [str(name) for name in net.inputs]
     parts = []
     for path in _hdf5_files(job["sources"]):
@@ -384,12 +391,7 @@ def _dense(spec: Event, blob: Any) -> np.ndarray:
 def run_serve(job: Event, emit: Emit, requests: IO[str]) -> None:
     """A long-lived deploy net: one request line in, one ``scores`` event out, until stdin
     closes. The net is reshaped to each request's batch; ``blob`` rows come back."""
-    caffe = _caffe()
-    set_mode(job["mode"], job["gpu_id"])
-    net = caffe.Net(job["deploy"], caffe.TEST)
-    _require_weights_for(net, job["weights"])
-    net.copy_from(job["weights"])
-    _require_blobs(net, [job["blob"]], "deploy")
+    net = _deploy_net(job)
     inputs = [str(name) for name in net.inputs]
     emit({"event": "ready", "inputs": inputs})
     for line in requests:
