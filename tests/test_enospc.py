@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from drnngen.cli import cli
 from tests.data_support import TUNER_DATA, synth_log
+from tests.fault_support import tmpfs
 from tests.golden_tool import EXAMPLES
 from tests.tuner_support import FakeTrainer, run
 
@@ -31,19 +31,8 @@ TIGHT = {"full": 0, "4KiB-left": 4 << 10}  # for outputs that fit in 64 KiB
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A fresh 8 MiB tmpfs at tmp_path/disk, unmounted afterwards."""
-    mount = shutil.which("mount")
-    point = tmp_path / "disk"
-    point.mkdir()
-    if mount is None:
-        pytest.skip("no mount(8) here to make a small tmpfs")
-    done = subprocess.run([mount, "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(point)], capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", DISK) as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def _fill(disk: Path, left: int) -> None:

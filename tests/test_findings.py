@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 from drnngen.cli import cli
 from drnngen.tuner import Resources
 from tests.data_support import TUNER_DATA, synth_log
+from tests.fault_support import tmpfs
 from tests.golden_tool import EXAMPLES
 from tests.tuner_support import FakeTrainer, run
 
@@ -136,17 +137,8 @@ def test_binary_garbage_as_purchases_is_one_line(tmp_path: Path) -> None:
 @pytest.fixture
 def read_only(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs at tmp_path/ro holding a finished build, prepare, synth and report; then remounted read-only."""
-    point = tmp_path / "ro"
-    point.mkdir()
-    mount = shutil.which("mount")
-    done = subprocess.run([mount or "mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "16m") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def _remount_read_only(point: Path) -> dict[str, str]:
