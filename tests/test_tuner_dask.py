@@ -35,7 +35,7 @@ from drnngen.tuner.space import parse_space
 from drnngen.vocabulary import candidate_folder
 from tests.dask_support import LoopbackCluster
 from tests.golden_tool import EXAMPLES
-from tests.tuner_support import TUNE_SPACE, TuneSetup
+from tests.tuner_support import TUNE_SPACE, TuneSetup, peek_ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
@@ -103,7 +103,7 @@ def wait_until(condition: Callable[[], bool], proc: subprocess.Popen[str], what:
 
 def trained(run: Path) -> int:
     try:
-        with sqlite3.connect(run / "ledger.sqlite") as db:
+        with peek_ledger(run / "ledger.sqlite") as db:
             return int(db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
     except sqlite3.OperationalError:  # not created yet
         return 0

@@ -27,7 +27,7 @@ from drnngen.runner import forward_scores
 from drnngen.tuner.candidate import TRAIN_LOSS_FILE
 from drnngen.tuner.ledger import Ledger
 from tests.golden_tool import EXAMPLES
-from tests.tuner_support import TuneSetup
+from tests.tuner_support import TuneSetup, peek_ledger
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ def test_sigkill_mid_generation_and_resume_reach_the_same_best(
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         try:
-            with sqlite3.connect(run / "ledger.sqlite") as db:
+            with peek_ledger(run / "ledger.sqlite") as db:
                 gens = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
                 done = db.execute("SELECT COUNT(*) FROM candidates WHERE generation >= 1").fetchone()[0]
             if gens >= 2 and done >= 1:  # mid-way through generation 1 or later

@@ -35,7 +35,7 @@ from drnngen.tuner.gentune import Interrupted
 from drnngen.tuner.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger
 from drnngen.vocabulary import Status
 from tests.data_support import TUNER_DATA
-from tests.tuner_support import FakeTrainer, TuneSetup, params, run
+from tests.tuner_support import FakeTrainer, TuneSetup, params, peek_ledger, run
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = TUNER_DATA  # the `dataset` fixture (tests/conftest.py)
@@ -263,7 +263,7 @@ def test_sigkill_in_the_middle_of_a_rung_loses_at_most_the_trainings_in_flight(s
     done: list[Any] = []
     while proc.poll() is None and time.monotonic() < deadline:
         try:
-            with sqlite3.connect(killed / LEDGER_FILE) as db:
+            with peek_ledger(killed / LEDGER_FILE) as db:
                 done = db.execute("SELECT key, evaluated_at FROM trainings").fetchall()
                 rung1 = db.execute("SELECT COUNT(*) FROM trainings WHERE rung = 1").fetchone()[0]
             if rung1 >= 1:  # in the middle of generation 0's second rung

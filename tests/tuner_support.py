@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -91,3 +92,10 @@ def tune_setup(root: Path, generations: int) -> TuneSetup:
     args = ["tune", "--config", str(EXAMPLES / "small.yaml"), "--space", str(space), "--data", str(data),
             "--generations", str(generations), "--population", "4", "--iters", "30", "--seed", "5", "--no-cache"]
     return TuneSetup(root, data, args)
+
+
+def peek_ledger(ledger: Path) -> sqlite3.Connection:
+    """A read-only look at a ledger another process is writing. A plain connect would
+    create an empty file where the run has not made its ledger yet, and the run would
+    then refuse the folder ("already holds a run"); this raises OperationalError instead."""
+    return sqlite3.connect(f"{ledger.resolve().as_uri()}?mode=ro", uri=True)
