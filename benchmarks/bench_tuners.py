@@ -265,7 +265,7 @@ def test_recall20(point: Point, data: Path, out: Path) -> float:
     """Recall@20 on the test split of the snapshot `point`."""
     import numpy as np
 
-    from drnngen.evaluation.compare import load_sessions
+    from drnngen.data.samples import load_sessions
     from drnngen.evaluation.metrics import ranking_metrics
     from drnngen.runner import forward_scores
 

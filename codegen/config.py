@@ -117,6 +117,17 @@ class ModelConfig:
     repeat_lr_mult: float = field(
         default=1.0, metadata=_doc("lr_mult of the repeat path's scalars (a few scalars that compete with whole "
                                    "score vectors may need to move faster than the weights)", gt=0))
+    neighbours: bool = field(
+        default=False,
+        metadata=_doc(
+            "neighbour path: each state's scores also get the items that co-occur with the session's own items "
+            "in the train split (item-kNN's cosine, a fixed page→item map), one learned scalar per lag "
+            "(drnngen.bind.repeat_weights writes the map from a prepared dataset)"
+        ),
+    )
+    neighbours_init: float = field(default=1.0, metadata=_doc("initial value of the neighbour path's learned scalars"))
+    neighbours_lr_mult: float = field(
+        default=1.0, metadata=_doc("lr_mult of the neighbour path's scalars", gt=0))
     tied: bool = field(
         default=False,
         metadata=_doc(
@@ -424,18 +435,36 @@ def _fixed_map_checks(cfg: DRNNConfig) -> list[str]:
         if top != embedding:
             errors.append(f"model.tied: needs widths[l-1] == widths[0] (the top layer scores pages through "
                           f"`emb`), got widths[{m.layers - 1}] = {top} and widths[0] = {embedding}")
-    if m.repeat or m.tied:
+    if uses_fixed_maps(cfg):
         size = fixed_map_bytes(cfg)
         if size > FIXED_MAP_LIMIT:
-            key = "model.repeat" if m.repeat else "model.tied"
-            errors.append(f"{key}: the fixed page→item map R is (M+1)×N = {cfg.data.pages + 1}×{cfg.data.items} "
+            key = "model.repeat" if m.repeat else "model.tied" if m.tied else "model.neighbours"
+            errors.append(f"{key}: {_maps_held(m)} = {cfg.data.pages + 1}×{cfg.data.items} "
                           f"float32, {size / 2**20:.0f} MiB, over the {FIXED_MAP_LIMIT // 2**20} MiB limit")
     return errors
 
 
+def _maps_held(m: ModelConfig) -> str:
+    if (m.repeat or m.tied) and m.neighbours:
+        return "the fixed maps R and Q are 2×(M+1)×N"
+    if m.neighbours:
+        return "the fixed neighbour map Q is (M+1)×N"
+    return "the fixed page→item map R is (M+1)×N"
+
+
+def uses_fixed_maps(cfg: DRNNConfig) -> bool:
+    """Whether the net reads a fixed [M+1, N] map from a weights file: R (`repeat`,
+    `tied`) or the neighbour map Q (`neighbours`)."""
+    m = cfg.model
+    return m.repeat or m.tied or m.neighbours
+
+
 def fixed_map_bytes(cfg: DRNNConfig) -> int:
-    """Bytes of the fixed page→item map R ([M+1, N] float32) of `repeat` and `tied`."""
-    return (cfg.data.pages + 1) * cfg.data.items * 4
+    """Bytes of the fixed [M+1, N] float32 maps the net holds: R (`repeat`, `tied`)
+    and the neighbour map Q (`neighbours`), each once (states share them)."""
+    m = cfg.model
+    maps = int(m.repeat or m.tied) + int(m.neighbours)
+    return maps * (cfg.data.pages + 1) * cfg.data.items * 4
 
 
 def widths(cfg: DRNNConfig) -> tuple[int, ...]:

@@ -18,8 +18,10 @@ TRAIN, TEST = "TRAIN", "TEST"
 WEIGHT = (1.0, 1.0)  # (lr_mult, decay_mult): Caffe's convention for weights …
 BIAS = (2.0, 0.0)  # … and for biases
 SCALAR = (1.0, 0.0)  # learned scalars and slopes (PReLU, the repeat path's β): no decay
-FIXED = (0.0, 0.0)  # never learned: the page→item map R
+FIXED = (0.0, 0.0)  # never learned: the page→item map R, the neighbour map Q
 REPEAT_MAP = "repeat_map"  # the shared name of R ([M+1, N]), read from a weights file
+NEIGHBOUR_MAP = "nbr_map"  # the shared name of Q ([M+1, N], MODEL.md section 17.5), read from the same file
+FIXED_MAPS = (REPEAT_MAP, NEIGHBOUR_MAP)
 GRU = "gru"  # model.cell's GRU4Rec update (MODEL.md section 18)
 
 
@@ -113,7 +115,9 @@ def build_graph(cfg: DRNNConfig) -> NetGraph:
     for t in range(w):
         layers += _state(cfg, t)
         if cfg.model.repeat:
-            layers.append(_repeat_map(cfg, t))
+            layers.append(_page_map(cfg, t, "repmap", REPEAT_MAP))
+        if cfg.model.neighbours:
+            layers.append(_page_map(cfg, t, "nbrmap", NEIGHBOUR_MAP))
         if t == w - 1:
             layers += fnn  # joined into the last state's scores only
         layers += _score(cfg, t)
@@ -140,16 +144,17 @@ def build_deploy_graph(cfg: DRNNConfig) -> NetGraph:
 
 
 def fixed_map_layers(cfg: DRNNConfig) -> tuple[Layer, ...]:
-    """The layers a weights file must give the fixed map R (`repeat_map`) to:
-    its owner in the TRAIN/TEST net and its owner in the deploy net (the first
+    """The layers a weights file must give the fixed maps (R `repeat_map`, Q `nbr_map`)
+    to: each map's owner in the TRAIN/TEST net and in the deploy net (the first
     layer declaring it, the only one whose entry Caffe's
     CopyTrainedLayersFromHDF5 requires; the others share its blob). Empty when
-    neither `repeat` nor `tied` is on."""
+    none of `repeat`, `tied` and `neighbours` is on."""
     owners: dict[str, Layer] = {}
     for graph in (build_graph(cfg), build_deploy_graph(cfg)):
-        first = next((layer for layer in graph.layers if any(p.name == REPEAT_MAP for p in layer.params)), None)
-        if first is not None:
-            owners.setdefault(first.name, first)
+        for name in FIXED_MAPS:
+            first = next((layer for layer in graph.layers if any(p.name == name for p in layer.params)), None)
+            if first is not None:
+                owners.setdefault(first.name, first)
     return tuple(owners.values())
 
 
@@ -171,6 +176,8 @@ def _comment(cfg: DRNNConfig) -> str:
         text += f" dropout={list(dropouts(cfg))}"
     if m.repeat:
         text += " repeat=on"
+    if m.neighbours:
+        text += " neighbours=on"
     if m.tied:
         text += " tied=on"
     return text
@@ -342,7 +349,7 @@ def _inner_product(
     cfg: DRNNConfig, name: str, bottom: str, width: int, weight: str, bias: str | None,
     transpose: bool = False,
 ) -> Layer:
-    fixed = weight == REPEAT_MAP  # R is loaded from a weights file and never learned
+    fixed = weight in FIXED_MAPS  # R and Q are loaded from a weights file and never learned
     params = [Param(weight, *(FIXED if fixed else WEIGHT))]
     settings: dict[str, Any] = {"num_output": width, "bias_term": bias is not None}
     if transpose:
@@ -372,7 +379,8 @@ def _weight_filler(cfg: DRNNConfig) -> dict[str, Any]:
 
 def _score(cfg: DRNNConfig, t: int) -> list[Layer]:
     """s{t}_score = out_{l-1} a_{l-1}(t) + Σ_{i<h} out_i a_i(t) (+ the FNN's, last state)
-    (+ the repeat path's Σ_τ β_{t-τ} R[p_τ] + β_H V̄ R).
+    (+ the repeat path's Σ_τ β_{t-τ} R[p_τ] + β_H V̄ R)
+    (+ the neighbour path's Σ_τ γ_{t-τ} Q[p_τ] + γ_H V̄ Q).
 
     Only the top projection has a bias: the others' would be redundant. With
     `tied`, the top projection is (a_{l-1}(t) embᵀ) R + out_b: `s{t}_tied` scores
@@ -391,19 +399,22 @@ def _score(cfg: DRNNConfig, t: int) -> list[Layer]:
         for i in range(cfg.model.shortcut)
     ]
     if cfg.model.repeat:
-        terms += _repeat_terms(cfg, t)
+        terms += _lag_terms(cfg, t, "rep", cfg.model.repeat_init, cfg.model.repeat_lr_mult)
+    if cfg.model.neighbours:
+        terms += _lag_terms(cfg, t, "nbr", cfg.model.neighbours_init, cfg.model.neighbours_lr_mult)
     joins_fnn = t == cfg.model.states - 1 and cfg.model.fnn is not None
     return [*head, *_sum(terms, f"s{t}_score", ("fnn_score",) if joins_fnn else ())]
 
 
-# --- the repeat path (RepeatNet's simplest form) ------------------------------
+# --- the repeat path (RepeatNet's simplest form) and the neighbour path ---------
 
-def _repeat_map(cfg: DRNNConfig, t: int) -> Layer:
-    """R[page_t]: the item class of state t's page as a one-hot row (zero for
-    padding, OOV and pages that are no item), an Embed over the fixed `repeat_map`."""
+def _page_map(cfg: DRNNConfig, t: int, kind: str, table: str) -> Layer:
+    """Row page_t of a fixed [M+1, N] map, an Embed `s{t}_{kind}` over it: R[page_t]
+    (`repmap`: the one-hot of the page's item class, zero for padding, OOV and pages
+    that are no item) or Q[page_t] (`nbrmap`: that item's neighbours)."""
     return Layer(
-        f"s{t}_repmap", "Embed", (f"page_{t}",), (f"s{t}_repmap",),
-        params=(Param(REPEAT_MAP, *FIXED),),
+        f"s{t}_{kind}", "Embed", (f"page_{t}",), (f"s{t}_{kind}",),
+        params=(Param(table, *FIXED),),
         settings={"embed_param": {
             "num_output": cfg.data.items, "input_dim": cfg.data.pages + 1, "bias_term": False,
             "weight_filler": _FIXED_FILLER,
@@ -411,16 +422,17 @@ def _repeat_map(cfg: DRNNConfig, t: int) -> Layer:
     )
 
 
-def _repeat_terms(cfg: DRNNConfig, t: int) -> list[Layer]:
-    """β_{t-τ} R[page_τ] for τ = 0 … t (`s{t}_rep{τ}`, scalar `rep_b{t-τ}`) and, with
-    the history state, β_H V̄ R (`s{t}_repH`, scalar `rep_bH`)."""
-    sources = [(f"s{t}_rep{tau}", f"s{tau}_repmap", f"rep_b{t - tau}") for tau in range(t + 1)]
+def _lag_terms(cfg: DRNNConfig, t: int, kind: str, init: float, lr_mult: float) -> list[Layer]:
+    """One learned scalar per lag over a fixed map's rows: for the repeat path (`rep`)
+    β_{t-τ} R[page_τ] for τ = 0 … t (`s{t}_rep{τ}`, scalar `rep_b{t-τ}`) and, with the
+    history state, β_H V̄ R (`s{t}_repH`, scalar `rep_bH`); for the neighbour path
+    (`nbr`) the same over Q (`s{t}_nbr{τ}`, `nbr_b{t-τ}`, `s{t}_nbrH`, `nbr_bH`)."""
+    sources = [(f"s{t}_{kind}{tau}", f"s{tau}_{kind}map", f"{kind}_b{t - tau}") for tau in range(t + 1)]
     if cfg.model.history:
-        sources.append((f"s{t}_repH", "hist_repmap", "rep_bH"))
+        sources.append((f"s{t}_{kind}H", f"hist_{kind}map", f"{kind}_bH"))
     return [
-        Layer(name, "Scale", (bottom,), (name,), params=(Param(scalar, cfg.model.repeat_lr_mult, SCALAR[1]),),
-              settings={"scale_param": {"axis": 0, "num_axes": 0,
-                                        "filler": {"type": "constant", "value": cfg.model.repeat_init}}})
+        Layer(name, "Scale", (bottom,), (name,), params=(Param(scalar, lr_mult, SCALAR[1]),),
+              settings={"scale_param": {"axis": 0, "num_axes": 0, "filler": {"type": "constant", "value": init}}})
         for name, bottom, scalar in sources
     ]
 
@@ -466,12 +478,13 @@ def _history(cfg: DRNNConfig) -> list[Layer]:
             layers += _gru(cfg, "hist", i, [term] if i == 0 else [], None)
         else:
             layers += _neuron(cfg, "hist", i, [term], None)
-    if cfg.model.repeat and sparse:  # V̄ R = Σ_k w_k R[id_k]
-        layers += _weighted_rows(cfg, "hist_reppages", ("history_ids", "hist_wk", cfg.data.history_k),
-                                 (REPEAT_MAP, cfg.data.pages + 1, cfg.data.items), top="hist_repmap")
-    elif cfg.model.repeat:  # V̄ R: the older pages' dwell shares, summed per item class
-        layers.append(_inner_product(cfg, "hist_repmap", "history", cfg.data.items, REPEAT_MAP, None,
-                                     transpose=True))
+    for on, kind, table in ((cfg.model.repeat, "rep", REPEAT_MAP), (cfg.model.neighbours, "nbr", NEIGHBOUR_MAP)):
+        if on and sparse:  # V̄ R = Σ_k w_k R[id_k] (V̄ Q alike)
+            layers += _weighted_rows(cfg, f"hist_{kind}pages", ("history_ids", "hist_wk", cfg.data.history_k),
+                                     (table, cfg.data.pages + 1, cfg.data.items), top=f"hist_{kind}map")
+        elif on:  # V̄ R: the older pages' dwell shares, summed per item class (V̄ Q alike)
+            layers.append(_inner_product(cfg, f"hist_{kind}map", "history", cfg.data.items, table, None,
+                                         transpose=True))
     return layers
 
 
@@ -488,7 +501,7 @@ def _weighted_rows(cfg: DRNNConfig, name: str, pairs: tuple[str, str, int], tabl
     `filler` the table's (default the config's weight filler)."""
     ids, weights, k = pairs
     param, rows, width = table
-    fixed = param == REPEAT_MAP
+    fixed = param in FIXED_MAPS
     if filler is None:
         filler = _FIXED_FILLER if fixed else _weight_filler(cfg)
     embed = Layer(name, "Embed", (ids,), (name,), params=(Param(param, *(FIXED if fixed else WEIGHT)),),

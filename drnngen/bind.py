@@ -5,9 +5,10 @@ The config's `data` section then carries the dataset's M, N, sample layout
 once per w and cached by the dataset).
 
 A net with the repeat path or tied embeddings (`model.repeat`, `model.tied`)
-also needs the dataset's fixed page → item map R, which no filler can
-express: `repeat_weights` writes it once per dataset as a Caffe weights file,
-to be loaded like `caffe train --weights` (`TrainJob.init_weights`).
+also needs the dataset's fixed page → item map R, and one with the neighbour
+path (`model.neighbours`) the map Q of each page's item's neighbours, which no
+filler can express: `repeat_weights` writes them once per dataset as a Caffe
+weights file, to be loaded like `caffe train --weights` (`TrainJob.init_weights`).
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ import numpy as np
 import numpy.typing as npt
 
 from drnngen.codegen.config import DRNNConfig, parse_config, to_mapping
-from drnngen.codegen.graph import REPEAT_MAP, fixed_map_layers
+from drnngen.codegen.graph import FIXED_MAPS, NEIGHBOUR_MAP, REPEAT_MAP, fixed_map_layers
 from drnngen.codegen.itemmap import NO_ITEM, PageItemError, page_item
+from drnngen.data.cooccurrence import cosine_similarity
 from drnngen.data.manifest import Manifest, load_manifest
+from drnngen.data.samples import load_sessions
 
 FIXED_MAP_FORMAT = 1  # part of the file name's digest: a new layout never reuses an old file
+NEIGHBOUR_SHRINK = 20.0  # Q's cosine shrinkage λ: item-kNN's default (`drnngen evaluate --shrink`)
 
 
 def bind_dataset(cfg: DRNNConfig, dataset: str | Path | None = None) -> DRNNConfig:
@@ -74,17 +78,18 @@ def repeat_weights(cfg: DRNNConfig, dataset: str | Path | None = None) -> Path |
         return None
     where = dataset if dataset is not None else cfg.data.manifest
     if where is None:
-        raise PageItemError("model.repeat/model.tied: the page→item map needs a prepared dataset (--data)")
+        raise PageItemError("model.repeat/model.tied/model.neighbours: the fixed page→item map needs a prepared dataset (--data)")
     manifest = load_manifest(Path(where))
     if (manifest.pages, manifest.items) != (cfg.data.pages, cfg.data.items):
         raise PageItemError(f"{manifest.root}: the config has M={cfg.data.pages}, N={cfg.data.items} but the dataset "
                         f"M={manifest.pages}, N={manifest.items}; bind the config to it first")
     classes = dataset_page_items(manifest)
-    spec = _fixed_map_spec(cfg, classes)
+    spec = _fixed_map_spec(cfg, classes, manifest)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     target = manifest.root / f"repeat_map-{digest}.caffemodel.h5"
     if not target.is_file():
-        write_fixed_map(cfg, classes, target)
+        q = neighbour_map(manifest, classes) if cfg.model.neighbours else None
+        write_fixed_map(cfg, classes, target, neighbours=q)
     return target
 
 
@@ -139,11 +144,32 @@ def fixed_map(classes: Sequence[int], items: int) -> npt.NDArray[np.float32]:
     return matrix
 
 
-def write_fixed_map(cfg: DRNNConfig, classes: Sequence[int], target: Path) -> Path:
-    """Write R (from page id → class `classes`) for `cfg`'s net to `target` atomically."""
+def neighbour_map(manifest: Manifest, classes: Sequence[int]) -> npt.NDArray[np.float32]:
+    """Q, [M+1, N] float32 (docs/MODEL.md section 17.5): row p is S[c(p)], zero for NO_ITEM,
+    where S is item-kNN's cosine over the train split's samples (shrink NEIGHBOUR_SHRINK)
+    with a zero diagonal (the repeat path scores an item itself), each row scaled to a
+    maximum of 1 (so the path's scalars start on one scale whatever the catalogue)."""
+    index = np.asarray(classes, dtype=np.int64)
+    train = load_sessions(manifest.sources(manifest.window)["train"])
+    similarity = cosine_similarity(train, index, manifest.items, NEIGHBOUR_SHRINK)
+    np.fill_diagonal(similarity, 0.0)
+    top = similarity.max(axis=1, keepdims=True)
+    similarity = np.divide(similarity, top, out=np.zeros_like(similarity), where=top > 0)
+    table = np.zeros((index.size, manifest.items), dtype=np.float32)
+    rows = np.flatnonzero(index != NO_ITEM)
+    table[rows] = similarity[index[rows]]
+    return table
+
+
+def write_fixed_map(cfg: DRNNConfig, classes: Sequence[int], target: Path,
+                    neighbours: npt.NDArray[np.float32] | None = None) -> Path:
+    """Write R (from page id → class `classes`) and, for the neighbour path, Q
+    (`neighbours`, `neighbour_map`'s) for `cfg`'s net to `target` atomically."""
     if len(classes) != cfg.data.pages + 1:
         raise PageItemError(f"page→item map: {len(classes)} page ids for M+1 = {cfg.data.pages + 1}")
-    matrix = fixed_map(classes, cfg.data.items)
+    if cfg.model.neighbours and (neighbours is None or neighbours.shape != (cfg.data.pages + 1, cfg.data.items)):
+        raise PageItemError(f"neighbour map: expected [{cfg.data.pages + 1}, {cfg.data.items}] for the neighbour path")
+    tables = {REPEAT_MAP: fixed_map(classes, cfg.data.items), NEIGHBOUR_MAP: neighbours}
     try:
         handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as exc:
@@ -155,7 +181,8 @@ def write_fixed_map(cfg: DRNNConfig, classes: Sequence[int], target: Path) -> Pa
             for layer, blobs in _fixed_map_spec(cfg, classes)["layers"]:
                 group = data.create_group(layer)
                 for index, blob in enumerate(blobs):
-                    value = matrix if blob[0] == REPEAT_MAP else np.full(blob[1], blob[2], dtype=np.float32)
+                    table = tables.get(blob[0]) if blob[0] in FIXED_MAPS else None
+                    value = table if table is not None else np.full(blob[1], blob[2], dtype=np.float32)
                     group.create_dataset(str(index), data=value)
         mask = os.umask(0)
         os.umask(mask)
@@ -167,21 +194,26 @@ def write_fixed_map(cfg: DRNNConfig, classes: Sequence[int], target: Path) -> Pa
     return target
 
 
-def _fixed_map_spec(cfg: DRNNConfig, classes: Sequence[int]) -> dict[str, Any]:
+def _fixed_map_spec(cfg: DRNNConfig, classes: Sequence[int], manifest: Manifest | None = None) -> dict[str, Any]:
     """What the file holds, as plain data (its digest names the file): per layer,
-    each parameter blob is R or a bias at its constant filler value (with
-    `tied` alone, R's owner is the top projection, which also owns `out_b`)."""
+    each parameter blob is R, Q or a bias at its constant filler value (with
+    `tied` alone, R's owner is the top projection, which also owns `out_b`).
+    Q is the train split's: with the neighbour path the digest takes the sample
+    store's hash (`manifest`), so a dataset prepared anew gets a new file."""
     layers: list[tuple[str, list[tuple[Any, ...]]]] = []
     for layer in fixed_map_layers(cfg):
         blobs: list[tuple[Any, ...]] = []
         for param in layer.params:
-            if param.name == REPEAT_MAP:
-                blobs.append((REPEAT_MAP,))
+            if param.name in FIXED_MAPS:
+                blobs.append((param.name,))
                 continue
             ip = layer.settings["inner_product_param"]
             filler = ip["bias_filler"]
             assert filler["type"] == "constant", f"{layer.name}: bias filler {filler}"
             blobs.append(("bias", [int(ip["num_output"])], float(filler["value"])))
         layers.append((layer.name, blobs))
-    return {"format": FIXED_MAP_FORMAT, "pages": cfg.data.pages, "items": cfg.data.items,
+    spec = {"format": FIXED_MAP_FORMAT, "pages": cfg.data.pages, "items": cfg.data.items,
             "classes": [int(c) for c in classes], "layers": layers}
+    if cfg.model.neighbours and manifest is not None:  # absent otherwise: R's file names stay as they were
+        spec["neighbours"] = {"store": manifest.store_sha256, "window": manifest.window, "shrink": NEIGHBOUR_SHRINK}
+    return spec

@@ -114,11 +114,22 @@ def page_classes(cfg: DRNNConfig, seed: int) -> np.ndarray:
     return classes
 
 
+def neighbour_table(cfg: DRNNConfig, seed: int) -> np.ndarray | None:
+    """A random neighbour map Q ([M+1, N] in [0, 1), zero rows for pages of no item)
+    for nets with the neighbour path, else None."""
+    if not cfg.model.neighbours:
+        return None
+    table = np.random.default_rng(seed + 1).random((cfg.data.pages + 1, cfg.data.items)).astype(np.float32)
+    table[page_classes(cfg, seed) < 0] = 0.0
+    return table
+
+
 def with_fixed_map(cfg: DRNNConfig, folder: Path, seed: int = 0) -> Path | None:
-    """The weights file of R (drnngen.bind's layout) in `folder`, for nets that have R."""
+    """The weights file of R and Q (drnngen.bind's layout) in `folder`, for nets that have them."""
     if not fixed_map_layers(cfg):
         return None
-    return write_fixed_map(cfg, [int(c) for c in page_classes(cfg, seed)], folder / FIXED_MAP)
+    return write_fixed_map(cfg, [int(c) for c in page_classes(cfg, seed)], folder / FIXED_MAP,
+                           neighbours=neighbour_table(cfg, seed))
 
 
 def small_batches(cfg: DRNNConfig) -> DRNNConfig:
@@ -151,6 +162,7 @@ def random_configs(count: int, seed: int) -> list[DRNNConfig]:
         # the options beyond the paper (MODEL.md section 17)
         model["dropout"] = [rng.choice([0.0, 0.0, 0.25, 0.5]) for _ in range(layers)]
         model["repeat"] = rng.random() < 0.4
+        model["neighbours"] = rng.random() < 0.3
         model["tied"] = rng.random() < 0.3
         model["cell"] = rng.choice(["drnn", "gru"])  # MODEL.md section 18
         if model["tied"]:
@@ -181,7 +193,7 @@ def test_examples_and_random_configs_load_in_caffe(tmp_path: Path,
                                                    install: CaffeInstall) -> None:
     named = [(p.stem, small_batches(load_config(p))) for p in EXAMPLES]
     named += [(cfg.name, cfg) for cfg in random_configs(60, seed=3)]
-    assert any(cfg.model.repeat for _, cfg in named) and any(cfg.model.tied for _, cfg in named)
+    assert all(any(getattr(cfg.model, key) for _, cfg in named) for key in ("repeat", "tied", "neighbours"))
     assert {cfg.model.cell for _, cfg in named} == {"drnn", "gru"}
     assert any(cfg.data.history_k and cfg.model.history and cfg.model.fnn for _, cfg in named)
     items: list[NetLoad] = []
@@ -228,6 +240,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     # the repeat path without the history state: R's owner is `s0_repmap`
     "repeat": {"activations": ["ReLU", "ReLU"], "history": False, "fnn": None, "repeat": True,
                "dropout": [0, 0.4]},
+    # the neighbour path beside the repeat path, with the history row and the FNN (section 17.5)
+    "neighbours": {"activations": ["ReLU", "ReLU"], "repeat": True, "neighbours": True, "neighbours_init": 0.7,
+                   "neighbours_lr_mult": 5.0, "dropout": [0, 0.4]},
 }
 
 
@@ -262,6 +277,7 @@ print(json.dumps(seen))
 SHARED_NAMES = {  # MODEL.md's shared names, each held by at least one layer per state
     "paper": ("emb", "W0", "W1", "Z1", "out0", "out1"),
     "all": ("emb", "W0", "W1", "Z1", "out0", "repeat_map", "rep_b0", "rep_bH", "out_b"),
+    "neighbours": ("emb", "repeat_map", "rep_b0", "nbr_map", "nbr_b0", "nbr_bH", "out_b"),
     "gru": ("emb", "zdwell", "b0", "Wz0", "bz0", "Uz0", "Wr0", "Ur0", "Wc0", "Uc0", "bc0",
             "Wz1", "Uz1", "Wr1", "br1", "Ur1", "Wc1", "Uc1", "out0", "out1"),
     "gru_options": ("emb", "Wz0", "Wc0", "Wz1", "Wc1", "repeat_map", "rep_b0", "out_b"),
@@ -305,15 +321,26 @@ def softmax_loss(scores: np.ndarray, label: np.ndarray) -> float:
     return float(-log_prob[np.arange(len(label)), label.astype(int)].mean())
 
 
+def lag_terms(p: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray], t: int, table: np.ndarray, kind: str,
+              history: bool) -> np.ndarray:
+    """A fixed map's path (MODEL.md 17.2, 17.5): Σ_{τ≤t} s_{t-τ} table[p_τ] (+ s_H V̄ table),
+    the scalars s under `{kind}_b{lag}` and `{kind}_bH` (`rep`: β over R; `nbr`: γ over Q)."""
+    total = sum(p[f"{kind}_b{t - tau}"] * table[x[f"page_{tau}"].astype(int)] for tau in range(t + 1))
+    if history:
+        total = total + p[f"{kind}_bH"] * (x["history"] @ table)
+    return np.asarray(total)
+
+
 def drnn_numpy(p: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray],
                w: int, f: tuple[str, str], f_fnn: str | None, *, history: bool = True,
                shortcut: int = 1, repeat: bool = False, classes: np.ndarray | None = None,
-               tied: bool = False) -> list[tuple[np.ndarray, float]]:
+               tied: bool = False, neighbours: np.ndarray | None = None) -> list[tuple[np.ndarray, float]]:
     """MODEL.md for l=2, h in {0, 1}, history on or off, FNN (one hidden layer) or
     none (``f_fnn`` None); with the options of section 17: the repeat path and
-    tied embeddings through the page → item classes ``classes`` (dropout is the
-    identity in the TEST phase). Returns (scores, loss) per state. ``p`` holds
-    the weights by their shared names."""
+    tied embeddings through the page → item classes ``classes``, the neighbour
+    path through the map Q ``neighbours`` (dropout is the identity in the TEST
+    phase). Returns (scores, loss) per state. ``p`` holds the weights by their
+    shared names."""
     f0, f1 = ACTIVATION[f[0]], ACTIVATION[f[1]]
     n = p["out_b"].shape[0]
     if classes is not None:  # R = onehot(c(p)): class -1 picks the zero row
@@ -338,10 +365,9 @@ def drnn_numpy(p: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray],
         if shortcut:
             scores = scores + a0 @ p["out0"].T
         if repeat:  # Σ_{τ≤t} β_{t-τ} onehot(c(p_τ)) + β_H V̄ R
-            for tau in range(t + 1):
-                scores = scores + p[f"rep_b{t - tau}"] * fixed[x[f"page_{tau}"].astype(int)]
-            if history:
-                scores = scores + p["rep_bH"] * (x["history"] @ fixed)
+            scores = scores + lag_terms(p, x, t, fixed, "rep", history)
+        if neighbours is not None:  # Σ_{τ≤t} γ_{t-τ} Q[p_τ] + γ_H V̄ Q
+            scores = scores + lag_terms(p, x, t, neighbours, "nbr", history)
         if t == w - 1 and f_fnn is not None:
             fnn_hidden = ACTIVATION[f_fnn](x["user_items"] @ p["fnn0"].T + p["fnn0_b"])
             scores = scores + fnn_hidden @ p["fnn_out"].T + p["fnn_out_b"]
@@ -351,14 +377,14 @@ def drnn_numpy(p: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray],
 
 
 def numpy_of(cfg: DRNNConfig, p: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray],
-             classes: np.ndarray | None) -> list[tuple[np.ndarray, float]]:
-    """drnn_numpy with `cfg`'s switches (a TINY variant)."""
+             classes: np.ndarray | None, neighbours: np.ndarray | None = None) -> list[tuple[np.ndarray, float]]:
+    """drnn_numpy with `cfg`'s switches (a TINY variant); `neighbours` is Q where the net has it."""
     m = cfg.model
     acts = tuple(ACTIVATIONS[a.lower()] for a in m.activations)
     f = (acts[0], acts[-1])
     fnn = ACTIVATIONS[m.fnn.activations[0].lower()] if m.fnn is not None else None
     return drnn_numpy(p, x, m.states, f, fnn, history=m.history, shortcut=m.shortcut,
-                      repeat=m.repeat, classes=classes, tied=m.tied)
+                      repeat=m.repeat, classes=classes, tied=m.tied, neighbours=neighbours)
 
 
 def by_shared_name(net_text: str, params: Mapping[str, tuple[np.ndarray, ...]]
@@ -430,8 +456,12 @@ def test_caffe_forward_is_model_md_with_options(trained_option: tuple[DRNNConfig
     np.testing.assert_array_equal(caffe_out["repeat_map"], fixed)
     if cfg.model.repeat:
         assert all(float(caffe_out[f"rep_b{lag}"]) != cfg.model.repeat_init for lag in range(cfg.model.states))
+    q = neighbour_table(cfg, seed=5)
+    if q is not None:  # Q too, and the neighbour scalars learned
+        np.testing.assert_array_equal(caffe_out["nbr_map"], q)
+        assert all(float(caffe_out[f"nbr_b{lag}"]) != cfg.model.neighbours_init for lag in range(cfg.model.states))
     worst = 0.0
-    for t, (scores, loss) in enumerate(numpy_of(cfg, caffe_out, inputs, classes)):
+    for t, (scores, loss) in enumerate(numpy_of(cfg, caffe_out, inputs, classes, q)):
         np.testing.assert_allclose(caffe_out[f"s{t}_score"], scores, rtol=1e-5, atol=1e-5,
                                    err_msg=f"state {t} scores")
         assert float(caffe_out[f"s{t}_loss"]) == pytest.approx(loss, rel=1e-5, abs=1e-5)
@@ -466,6 +496,10 @@ OPTION_MISWIRINGS = {
     "repeat lag dropped": ("all", ("s2_score", "s2_rep1", None)),
     # the history's repeat term scales state 2's own page map instead of V̄ R
     "repeat history replaced": ("all", ("s2_repH", "hist_repmap", "s2_repmap")),
+    # the neighbour path of the last state loses its lag-1 term
+    "neighbour lag dropped": ("neighbours", ("s2_score", "s2_nbr1", None)),
+    # the history's neighbour term scales V̄ R (the repeat path's) instead of V̄ Q
+    "neighbour history replaced": ("neighbours", ("s2_nbrH", "hist_nbrmap", "hist_repmap")),
     # tied: the item scores map V̄ instead of the page scores through R
     "tied page scores bypassed": ("all", ("s2_out1", "s2_tied", "history")),
     # tied alone: the top layer's page scores read layer 0 instead of layer 1
@@ -484,7 +518,7 @@ def test_numpy_check_catches_a_miswired_option(miswiring: str, tmp_path: Path,
     broken = folder / "broken.prototxt"
     broken.write_text(rewire((folder / NET).read_text(), *change))
     inputs, caffe_out = caffe_forward(folder, broken, fixed, cfg, install)
-    expected = numpy_of(cfg, caffe_out, inputs, page_classes(cfg, seed=5))
+    expected = numpy_of(cfg, caffe_out, inputs, page_classes(cfg, seed=5), neighbour_table(cfg, seed=5))
     worst = max(float(np.abs(caffe_out[f"s{t}_score"] - scores).max())
                 for t, (scores, _) in enumerate(expected))
     assert worst > 1e-3
@@ -550,10 +584,7 @@ def gru_numpy(cfg: DRNNConfig, p: Mapping[str, np.ndarray], x: Mapping[str, np.n
         for i in range(m.shortcut):
             scores = scores + hidden[i] @ p[f"out{i}"].T
         if m.repeat:
-            for tau in range(t + 1):
-                scores = scores + p[f"rep_b{t - tau}"] * fixed[x[f"page_{tau}"].astype(int)]
-            if m.history:
-                scores = scores + p["rep_bH"] * (x["history"] @ fixed)
+            scores = scores + lag_terms(p, x, t, fixed, "rep", m.history)
         if t == m.states - 1 and m.fnn is not None:
             fnn_hidden = ACTIVATION[m.fnn.activations[0]](x["user_items"] @ p["fnn0"].T + p["fnn0_b"])
             scores = scores + fnn_hidden @ p["fnn_out"].T + p["fnn_out_b"]
@@ -641,7 +672,7 @@ def test_numpy_check_catches_a_miswired_gru(miswiring: str, trained_gru: Callabl
 
 SPARSE_VARIANTS = {  # TINY with: the paper's net + FNN; every option; GRU4Rec's cell
     # (no dropout: its masks follow Caffe's RNG, which the two nets' fillers leave apart)
-    "paper": {}, "all": {**OPTIONS["all"], "dropout": 0.0}, "gru": GRU_VARIANTS["gru"],
+    "paper": {}, "all": {**OPTIONS["all"], "dropout": 0.0, "neighbours": True}, "gru": GRU_VARIANTS["gru"],
 }
 
 
@@ -729,11 +760,18 @@ def test_sparse_forward_equals_dense(variant: str, both_layouts: tuple[Path, Pat
                                    err_msg=f"state {t} scores")
         worst = max(worst, float(np.abs(sparse_out[f"s{t}_score"] - dense_out[f"s{t}_score"]).max()))
     if variant != "gru":  # and both are MODEL.md's equations (the GRU's own check is section 18's)
-        classes = None
+        classes, q = None, None
         if fixed is not None:
             classes = np.array([-1 if not row.any() else int(row.argmax()) for row in dense_out["repeat_map"]])
+        if dense_cfg.model.neighbours:  # Q as bind made it from the train split, not a random table
+            from drnngen.bind import neighbour_map
+            from drnngen.data.manifest import load_manifest
+
+            q = dense_out["nbr_map"]
+            assert classes is not None and q.any(), "the train split gave no co-occurrence"
+            np.testing.assert_allclose(q, neighbour_map(load_manifest(both_layouts[0]), list(classes)), atol=1e-7)
         params = {**sparse_out, "fnn0": sparse_out["fnn0"][:-1].T}  # the Embed table as F_0 [E_f, N]
-        for t, (scores, _) in enumerate(numpy_of(sparse_cfg, params, as_dense, classes)):
+        for t, (scores, _) in enumerate(numpy_of(sparse_cfg, params, as_dense, classes, q)):
             np.testing.assert_allclose(sparse_out[f"s{t}_score"], scores, rtol=1e-5, atol=1e-5)
     # the gradients agree too: 3 more steps of each from the same weights end at the same weights
     steps = {}

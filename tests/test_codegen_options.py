@@ -14,12 +14,13 @@ import h5py
 import numpy as np
 import pytest
 
-from drnngen.bind import bind_dataset, dataset_page_items, fixed_map, repeat_weights, write_fixed_map
+from drnngen.bind import bind_dataset, dataset_page_items, fixed_map, neighbour_map, repeat_weights, write_fixed_map
 from drnngen.codegen.build import DEPLOY, NET, generate
 from drnngen.codegen.config import DRNNConfig, dropouts, parse_config
-from drnngen.codegen.graph import REPEAT_MAP, build_deploy_graph, build_graph, fixed_map_layers
+from drnngen.codegen.graph import NEIGHBOUR_MAP, REPEAT_MAP, build_deploy_graph, build_graph, fixed_map_layers
 from drnngen.codegen.itemmap import NO_ITEM, PageItemError, page_item
 from drnngen.data.manifest import load_manifest
+from drnngen.data.samples import load_sessions
 from drnngen.errors import UserError
 from drnngen.runner import CaffeInstall, forward, locate_caffe
 from tests.data_support import SyntheticData
@@ -41,9 +42,9 @@ def names(cfg: DRNNConfig) -> list[str]:
 
 def test_options_are_off_by_default() -> None:
     m = parse_config({}).model
-    assert (m.dropout, m.repeat, m.repeat_init, m.tied) == ((0.0,), False, 1.0, False)
+    assert (m.dropout, m.repeat, m.repeat_init, m.tied, m.neighbours) == ((0.0,), False, 1.0, False, False)
     plain = names(config())
-    assert not any("drop" in n or "rep" in n or "tied" in n for n in plain)
+    assert not any("drop" in n or "rep" in n or "tied" in n or "nbr" in n for n in plain)
 
 
 def test_dropout_one_value_or_per_layer() -> None:
@@ -87,6 +88,33 @@ def test_repeat_layers_and_params() -> None:
     assert scale == {"axis": 0, "num_axes": 0, "filler": {"type": "constant", "value": 0.5}}
 
 
+def test_neighbour_layers_and_params() -> None:
+    """MODEL.md section 17.5: Q's rows per state, one scalar per lag and the history's, beside the repeat path."""
+    cfg = config(repeat=True, neighbours=True, neighbours_init=0.25, neighbours_lr_mult=4.0)
+    layers = {layer.name: layer for layer in build_graph(cfg).layers}
+    assert [n for n in layers if "nbr" in n] == [
+        "hist_nbrmap", "s0_nbrmap", "s0_nbr0", "s0_nbrH", "s1_nbrmap", "s1_nbr0", "s1_nbr1", "s1_nbrH"]
+    assert {n: layers[n].params[0].name for n in ("s1_nbr0", "s1_nbr1", "s1_nbrH")} == {
+        "s1_nbr0": "nbr_b1", "s1_nbr1": "nbr_b0", "s1_nbrH": "nbr_bH"}
+    assert layers["s1_nbr0"].bottoms == ("s0_nbrmap",) and layers["s1_nbrH"].bottoms == ("hist_nbrmap",)
+    assert layers["s1_score"].bottoms == ("s1_out1", "s1_out0", "s1_rep0", "s1_rep1", "s1_repH",
+                                          "s1_nbr0", "s1_nbr1", "s1_nbrH")
+    for name in ("hist_nbrmap", "s0_nbrmap", "s1_nbrmap"):
+        param = layers[name].params[0]
+        assert (param.name, param.lr_mult, param.decay_mult) == (NEIGHBOUR_MAP, 0.0, 0.0)
+    scalar = layers["s0_nbr0"]
+    assert (scalar.params[0].lr_mult, scalar.params[0].decay_mult) == (4.0, 0.0)
+    assert scalar.settings["scale_param"]["filler"] == {"type": "constant", "value": 0.25}
+    assert "neighbours=on" in generate(cfg)[NET].splitlines()[2]
+
+
+def test_fixed_maps_past_the_limit_are_refused() -> None:
+    big = {"pages": 99_999, "items": 1000}  # (M+1)·N·4 = 400 MB: one map fits, two do not
+    assert parse_config({"model": {"neighbours": True}, "data": big}).model.neighbours
+    with pytest.raises(UserError, match=r"model\.repeat: the fixed maps R and Q are 2×\(M\+1\)×N"):
+        parse_config({"model": {"repeat": True, "neighbours": True}, "data": big})
+
+
 def test_tied_top_projection() -> None:
     layers = {layer.name: layer for layer in build_graph(config(tied=True)).layers}
     pages, items = layers["s1_tied"], layers["s1_out1"]
@@ -101,14 +129,17 @@ def test_tied_top_projection() -> None:
     ({"repeat": True}, ["hist_repmap"]),
     ({"repeat": True, "history": False, "tied": True, "widths": 4}, ["s0_repmap"]),
     ({"tied": True}, ["s0_out1", "s1_out1"]),  # TRAIN/TEST owner, deploy owner
+    ({"neighbours": True}, ["hist_nbrmap"]),
+    ({"repeat": True, "neighbours": True, "history": False}, ["s0_repmap", "s0_nbrmap"]),
     ({}, []),
 ])
 def test_fixed_map_owners(model: dict[str, object], owners: list[str]) -> None:
     cfg = config(**model)
     assert [layer.name for layer in fixed_map_layers(cfg)] == owners
     for graph in (build_graph(cfg), build_deploy_graph(cfg)):
-        holders = [layer.name for layer in graph.layers if any(p.name == REPEAT_MAP for p in layer.params)]
-        assert not holders or holders[0] in owners
+        for table in (REPEAT_MAP, NEIGHBOUR_MAP):
+            holders = [layer.name for layer in graph.layers if any(p.name == table for p in layer.params)]
+            assert not holders or holders[0] in owners
 
 
 def test_options_render_and_validate() -> None:
@@ -163,6 +194,34 @@ def test_repeat_weights_from_a_dataset(dataset: Path) -> None:
                                                  "history": False, "repeat": True}}), dataset)
     assert repeat_weights(other) not in (None, target)  # another owner layer: another file
     assert repeat_weights(bind_dataset(parse_config({}), dataset)) is None
+
+
+def test_neighbour_map_from_a_dataset(dataset: Path) -> None:
+    """Q in the weights file is S[c(p)] of the train split's co-occurrence: no item is its own
+    neighbour, rows peak at 1 (or are empty), pages of no item get none; the net with R
+    alone keeps its own file."""
+    manifest = load_manifest(dataset)
+    raw = {"model": {"states": 2, "layers": 1, "shortcut": 0, "widths": 8, "repeat": True}}
+    plain = repeat_weights(bind_dataset(parse_config(raw), dataset))
+    cfg = bind_dataset(parse_config({"model": {**raw["model"], "neighbours": True}}), dataset)
+    target = repeat_weights(cfg)
+    assert target is not None and target != plain and plain is not None and plain.is_file()
+    classes = np.array(dataset_page_items(manifest))
+    with h5py.File(target, "r") as weights:
+        np.testing.assert_array_equal(weights["data/hist_reppages/0"][...], fixed_map(classes, manifest.items))
+        q = weights["data/hist_nbrpages/0"][...]
+    np.testing.assert_array_equal(q, neighbour_map(manifest, classes))
+    items = classes >= 0
+    assert not q[~items].any()
+    assert (q[items, classes[items]] == 0).all()  # the diagonal: the repeat path's business
+    peaks = q[items].max(axis=1)
+    assert np.isin(peaks, [0.0, 1.0]).all() and (peaks == 1.0).mean() > 0.5
+    # two items bought together in train: each is the other's neighbour, symmetric before the row scaling
+    train = load_sessions(manifest.sources(manifest.window)["train"])
+    pair = next((int(a), int(b)) for a, b in zip(classes[train.pages[:, -1]], train.labels, strict=True)
+                if a >= 0 and a != b)
+    first = int(np.flatnonzero(classes == pair[0])[0])
+    assert q[first, pair[1]] > 0
 
 
 def test_repeat_weights_needs_a_bound_config(dataset: Path) -> None:

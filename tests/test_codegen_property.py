@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from drnngen.codegen import schema
 from drnngen.codegen.build import DEPLOY, NET, generate
 from drnngen.codegen.config import ACTIVATIONS, DRNNConfig, activations, dropouts, parse_config
-from drnngen.codegen.graph import REPEAT_MAP, fixed_map_layers
+from drnngen.codegen.graph import NEIGHBOUR_MAP, REPEAT_MAP, fixed_map_layers
 
 
 @st.composite
@@ -33,6 +33,8 @@ def configs(draw: st.DrawFn) -> DRNNConfig:
     model["dropout"] = draw(st.one_of(ratio, st.lists(ratio, min_size=layers, max_size=layers)))
     model["repeat"] = draw(st.booleans())
     model["repeat_init"] = draw(st.floats(-2.0, 2.0))
+    model["neighbours"] = draw(st.booleans())
+    model["neighbours_init"] = draw(st.floats(-2.0, 2.0))
     model["tied"] = draw(st.booleans())
     model["cell"] = draw(st.sampled_from(["drnn", "gru"]))  # the paper's update or GRU4Rec's (section 18)
     if model["tied"]:  # the top layer must be as wide as the embedding
@@ -65,7 +67,8 @@ def test_random_config_is_sound_and_deterministic(cfg: DRNNConfig) -> None:
     # the sparse route's hist_emb is a Bias and its hist_repmap a Reshape (MODEL.md section 4.1)
     per_cell = 1 + 2 * n_layers if cfg.model.cell == "gru" else n_layers
     dense = 0 if cfg.data.history_k else 1
-    assert len(history) == (per_cell - 1 + dense + dense * cfg.model.repeat if cfg.model.history else 0)
+    maps = int(cfg.model.repeat) + int(cfg.model.neighbours)  # hist_repmap, hist_nbrmap
+    assert len(history) == (per_cell - 1 + dense + dense * maps if cfg.model.history else 0)
     assert not any(x.startswith("hist") for loss in losses for x in loss.bottom)
     deploy = _layers(files[DEPLOY])
     assert deploy[-1].type == "Softmax" and not any(x.type == "SoftmaxWithLoss" for x in deploy)
@@ -91,22 +94,27 @@ def _check_options(cfg: DRNNConfig, layers: list[Any], deploy: bool = False) -> 
         # the DRNN: the in-place activation and the Dropout; the GRU's h' is a plain sum
         assert readers.count(f"{prefix}_h{i}") == (1 if cfg.model.cell == "gru" else 2)
     scales = [x for x in layers if x.type == "Scale" and len(x.bottom) == 1]  # two: the sparse weighting
-    if not cfg.model.repeat:
-        assert not scales and not any(x.name.endswith("_repmap") for x in layers)
-    else:
-        expected = {f"s{t}_rep{tau}": f"rep_b{t - tau}" for t in states for tau in range(t + 1)}
-        expected.update({f"s{t}_repH": "rep_bH" for t in states if history})
-        assert {x.name: x.param[0].name for x in scales} == expected
+    for kind, on in (("rep", cfg.model.repeat), ("nbr", cfg.model.neighbours)):  # sections 17.2, 17.5
+        mine = [x for x in scales if x.name.split("_")[-1].startswith(kind)]
+        if not on:
+            assert not mine and not any(x.name.endswith(f"_{kind}map") for x in layers)
+            continue
+        expected = {f"s{t}_{kind}{tau}": f"{kind}_b{t - tau}" for t in states for tau in range(t + 1)}
+        expected.update({f"s{t}_{kind}H": f"{kind}_bH" for t in states if history})
+        assert {x.name: x.param[0].name for x in mine} == expected
         for t in states:
             assert set(expected).intersection(by_name[f"s{t}_score"].bottom) == {
                 n for n in expected if n.startswith(f"s{t}_")}
-    holders = [x for x in layers if any(p.name == REPEAT_MAP for p in x.param)]
-    assert bool(holders) == (cfg.model.repeat or cfg.model.tied)
-    for x in holders:  # R is fixed: never learned, never decayed
-        param = next(p for p in x.param if p.name == REPEAT_MAP)
-        assert (param.lr_mult, param.decay_mult) == (0, 0)
-    if holders:
-        assert holders[0].name in {layer.name for layer in fixed_map_layers(cfg)}
+    assert len(scales) == sum(x.name.split("_")[-1].startswith(("rep", "nbr")) for x in scales)
+    owners = {layer.name for layer in fixed_map_layers(cfg)}
+    for table, on in ((REPEAT_MAP, cfg.model.repeat or cfg.model.tied), (NEIGHBOUR_MAP, cfg.model.neighbours)):
+        holders = [x for x in layers if any(p.name == table for p in x.param)]
+        assert bool(holders) == on
+        for x in holders:  # R and Q are fixed: never learned, never decayed
+            param = next(p for p in x.param if p.name == table)
+            assert (param.lr_mult, param.decay_mult) == (0, 0)
+        if holders:
+            assert holders[0].name in owners
     tied = [x for x in layers if x.name.endswith("_tied")]
     assert [x.name for x in tied] == ([f"s{t}_tied" for t in states] if cfg.model.tied else [])
     for x in tied:

@@ -18,7 +18,7 @@ from drnngen.codegen.build import DEPLOY, generate, write
 from drnngen.codegen.config import load_config, to_mapping
 from drnngen.codegen.graph import model_outputs
 from drnngen.data.manifest import load_manifest
-from drnngen.evaluation.compare import hdf5_files
+from drnngen.data.samples import hdf5_files
 from drnngen.evaluation.metrics import ranking_metrics
 from drnngen.evaluation.report import PLOTS
 from tests.data_support import EVAL_DATA

@@ -9,12 +9,12 @@ import h5py
 import numpy as np
 import pytest
 
+from drnngen.data.samples import Sessions, load_sessions
 from drnngen.errors import UserError
-from drnngen.evaluation.baselines import Pop, Sessions
+from drnngen.evaluation.baselines import Pop
 from drnngen.evaluation.compare import (
     compare,
     deploy_window,
-    load_sessions,
     standard_baselines,
     write_outputs,
 )

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from drnngen.cli import cli
 from drnngen.data.manifest import load_manifest
+from drnngen.data.samples import hdf5_files
 from drnngen.errors import UserError
-from drnngen.evaluation.compare import hdf5_files
 from drnngen.evaluation.evaluate import NetUnderTest, evaluate_net, page_item_map
 from tests.data_support import EVAL_DATA
 

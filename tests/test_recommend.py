@@ -23,10 +23,10 @@ from drnngen.codegen.config import load_config
 from drnngen.data.manifest import load_manifest
 from drnngen.data.prefixes import read_prefixes, write_prefix_rows
 from drnngen.data.readers import LogSpec
+from drnngen.data.samples import hdf5_files
 from drnngen.data.sessions import BuildOptions
 from drnngen.data.windows import DENSE, SampleLayout
 from drnngen.evaluation import recommend as recommend_module
-from drnngen.evaluation.compare import hdf5_files
 from drnngen.evaluation.evaluate import NetUnderTest, evaluate_net
 from drnngen.evaluation.recommend import HEADER, NetScorer, recommend, top_k
 from drnngen.evaluation.score import read_lists, score

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from drnngen.codegen.build import NET, SOLVER, generate, write
-from drnngen.codegen.config import DRNNConfig, to_mapping
+from drnngen.codegen.config import DRNNConfig, to_mapping, uses_fixed_maps
 from drnngen.codegen.graph import model_outputs
 from drnngen.errors import UserError
 from drnngen.runner import Mode, TrainJob
@@ -193,9 +193,8 @@ def train_job(candidate: Candidate, folder: Path, setting: Setting) -> TrainJob:
     if setting.validate_every > 0:
         epoch = math.ceil((data.train_samples or data.batch_size) / data.batch_size)
         every = max(1, math.ceil(setting.validate_every * epoch))
-    model = candidate.config.model
     init = None
-    if model.repeat or model.tied:  # the fixed page->item map, loaded like `caffe train --weights`
+    if uses_fixed_maps(candidate.config):  # the fixed page->item maps, loaded like `caffe train --weights`
         from drnngen.bind import repeat_weights
 
         init = repeat_weights(candidate.config, setting.data.path)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drnngen.codegen.config import uses_fixed_maps
 from drnngen.data.windows import INDEX_FILE
 from drnngen.errors import EnvironmentProblem, UserError
 from drnngen.runner import TrainResult
@@ -268,7 +269,7 @@ def _check_dataset(setting: Setting) -> None:
         return
     states = setting.space.states
     missing = [w for w in range(states.low, states.high + 1) if not (root / f"w{w}" / INDEX_FILE).is_file()]
-    needs_map = setting.base.model.repeat or setting.base.model.tied or any(setting.space.repeat)
+    needs_map = uses_fixed_maps(setting.base) or any(setting.space.repeat)
     if missing or needs_map:
         what = f"the windows w={','.join(map(str, missing))}" if missing else "the repeat path's page->item map"
         raise UserError(f"--data {root}: read-only, but this run must write {what} there; "

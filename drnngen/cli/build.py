@@ -8,7 +8,7 @@ import click
 
 from drnngen.cli.params import output_path
 from drnngen.codegen.build import generate, write
-from drnngen.codegen.config import DRNNConfig, load_config
+from drnngen.codegen.config import DRNNConfig, load_config, uses_fixed_maps
 
 config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 data_option = click.option(
@@ -35,7 +35,7 @@ def _load(config: Path, data: Path | None) -> DRNNConfig:
 def build(config: Path, output: Path, dry_run: bool, data: Path | None) -> None:
     """Generate the Caffe net, solver and deploy prototxt for CONFIG (a YAML file).
 
-    A net with `model.repeat` or `model.tied` reads a fixed page→item map; with
+    A net with `model.repeat`, `model.tied` or `model.neighbours` reads fixed page→item maps; with
     --data it is written into the dataset folder and named here: pass it to
     `caffe train --weights`."""
     cfg = _load(config, data)
@@ -47,7 +47,7 @@ def build(config: Path, output: Path, dry_run: bool, data: Path | None) -> None:
         return
     for path in write(files, output):
         click.echo(f"wrote {path}")
-    if (cfg.model.repeat or cfg.model.tied) and cfg.data.manifest is not None:
+    if uses_fixed_maps(cfg) and cfg.data.manifest is not None:
         from drnngen.bind import repeat_weights
 
         click.echo(f"page->item map: {repeat_weights(cfg)} (caffe train --weights it)")

@@ -66,74 +66,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from drnngen.data.cooccurrence import cosine_similarity
+from drnngen.data.samples import FloatArray, IntArray, Sessions, session_item_counts
 from drnngen.errors import UserError
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-
-def _no_ints() -> IntArray:
-    return np.zeros(0, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Sessions:
-    """The samples of one split as the baselines see them.
-
-    ``older_rows``/``older_pages`` list the pages older than the window (the
-    non-zero columns of a ``history`` row) as pairs, rows ascending: a dense
-    ``[n, M+1]`` history would not fit in memory for a real catalogue.
-    """
-
-    pages: IntArray  # [n, w] page ids, oldest first, 0 = padding
-    labels: IntArray  # [n] item class bought
-    older_rows: IntArray = field(default_factory=_no_ints)  # sample of each older page
-    older_pages: IntArray = field(default_factory=_no_ints)  # its page id
-
-    def __post_init__(self) -> None:
-        n = len(self.labels)
-        if self.pages.ndim != 2 or self.pages.shape[0] != n:
-            raise UserError(f"pages: expected [{n}, w], got {self.pages.shape}")
-        if self.older_rows.shape != self.older_pages.shape:
-            raise UserError("older pages: rows and page ids differ in length")
-
-    @classmethod
-    def from_history(cls, pages: npt.ArrayLike, history: npt.ArrayLike | None, labels: npt.ArrayLike) -> Sessions:
-        """Sessions from dense rows as stored in HDF5 (history may be None: no older pages)."""
-        page_ids = np.asarray(pages).astype(np.int64)
-        if history is None:
-            return cls(page_ids, np.asarray(labels).astype(np.int64))
-        rows, older = np.nonzero(np.asarray(history) > 0)
-        return cls(page_ids, np.asarray(labels).astype(np.int64), rows.astype(np.int64), older.astype(np.int64))
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def blocks(self, size: int) -> Iterator[Sessions]:
-        """Consecutive slices of at most ``size`` samples (keeps [b, N] score blocks small)."""
-        for start in range(0, len(self), size):
-            stop = min(start + size, len(self))
-            lo, hi = np.searchsorted(self.older_rows, [start, stop])
-            yield Sessions(self.pages[start:stop], self.labels[start:stop],
-                           self.older_rows[lo:hi] - start, self.older_pages[lo:hi])
-
-
-def session_item_counts(sessions: Sessions, page_item: IntArray, items: int) -> FloatArray:
-    """``[n, N]``: how often each item's page was viewed in each session (older pages once)."""
-    n = len(sessions)
-    counts = np.zeros((n, items))
-    window_items = page_item[sessions.pages]
-    rows, cols = np.nonzero(window_items >= 0)
-    np.add.at(counts, (rows, window_items[rows, cols]), 1.0)
-    old_items = page_item[sessions.older_pages]
-    keep = old_items >= 0
-    np.add.at(counts, (sessions.older_rows[keep], old_items[keep]), 1.0)
-    return counts
 
 
 def last_items(sessions: Sessions, page_item: IntArray) -> IntArray:
@@ -406,38 +346,6 @@ def check_sknn_options(k: int, sample_size: int) -> None:
 def item_popularity(labels: IntArray, items: int) -> FloatArray:
     """Purchases per item class."""
     return np.bincount(labels, minlength=items).astype(np.float64)[:items]
-
-
-def cosine_similarity(train: Sessions, page_item: IntArray, items: int, shrink: float) -> FloatArray:
-    """``[N, N]`` session co-occurrence cosine with shrinkage λ (see module doc)."""
-    co = np.zeros((items, items))
-    flat = co.reshape(-1)  # a view: adding to it fills co
-    for block in train.blocks(2048):
-        present = session_item_counts(block, page_item, items) > 0
-        present[np.arange(len(block)), block.labels] = True
-        pair_keys, pair_counts = np.unique(_item_pairs(present, items), return_counts=True)
-        flat[pair_keys] += pair_counts  # co[i, j]: sessions holding both i and j
-    support = np.diag(co).copy()  # n_i: sessions holding i
-    norm = np.sqrt(support + shrink)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sim = co / norm[:, None] / norm[None, :]
-    return np.nan_to_num(sim, nan=0.0, posinf=0.0)
-
-
-def _item_pairs(present: npt.NDArray[np.bool_], items: int) -> IntArray:
-    """Keys ``i * N + j`` of every ordered item pair (i = j included) within each session.
-
-    Sessions hold few items, so pairs per session (L² for L items) are far fewer
-    than the dense ``N x N`` product a matrix multiply would compute.
-    """
-    rows, cols = np.nonzero(present)  # row-major: each row's items are contiguous
-    per_row = np.bincount(rows, minlength=len(present))
-    slot = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-    padded = np.full((len(present), int(per_row.max(initial=0))), -1, dtype=np.int64)
-    padded[rows, slot] = cols
-    first, second = padded[:, :, None], padded[:, None, :]
-    keys: IntArray = (first * items + second)[(first >= 0) & (second >= 0)]
-    return keys
 
 
 def check_page_item(page_item: npt.ArrayLike, items: int) -> IntArray:

@@ -17,9 +17,10 @@ import numpy.typing as npt
 
 from drnngen.codegen.itemmap import page_item
 from drnngen.data.manifest import Manifest, load_manifest
+from drnngen.data.samples import IntArray, load_sessions
 from drnngen.errors import UserError
-from drnngen.evaluation.baselines import SKNN_K, SKNN_SAMPLE, IntArray
-from drnngen.evaluation.compare import Comparison, compare, deploy_window, load_sessions, standard_baselines
+from drnngen.evaluation.baselines import SKNN_K, SKNN_SAMPLE
+from drnngen.evaluation.compare import Comparison, compare, deploy_window, standard_baselines
 
 #: The deploy net's output: softmax of the last state's scores (codegen.graph.build_deploy_graph).
 SCORE_BLOB = "prob"

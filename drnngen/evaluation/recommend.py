@@ -34,10 +34,11 @@ import numpy.typing as npt
 from drnngen.data.manifest import Manifest, load_manifest
 from drnngen.data.prefixes import PrefixRows, read_prefixes, write_prefix_rows
 from drnngen.data.readers import LogSpec
+from drnngen.data.samples import load_sessions
 from drnngen.data.windows import layout
 from drnngen.errors import UserError
 from drnngen.evaluation.baselines import SKNN_K, SKNN_SAMPLE, Baseline
-from drnngen.evaluation.compare import BLOCK, deploy_inputs, deploy_window, load_sessions, standard_baselines
+from drnngen.evaluation.compare import BLOCK, deploy_inputs, deploy_window, standard_baselines
 from drnngen.evaluation.evaluate import SCORE_BLOB, NetUnderTest, ScoreFn, page_item_map
 
 HEADER = "SessionId;Position;Recommendations;Scores"

@@ -143,7 +143,7 @@ def _job(model: ServedModel, folder: Path, train_list: Path, iterations: int, mo
 
 def validation_fitness(deploy: Path, weights: Path, val: Path, mode: Mode = "cpu") -> float:
     """Top-1 accuracy + 1/(1 + mean loss) of the deploy net's `prob` on the validation rows."""
-    from drnngen.evaluation.compare import load_sessions
+    from drnngen.data.samples import load_sessions
 
     prob = forward_scores(deploy, weights, val, "prob", mode=mode)
     labels = load_sessions(val).labels
