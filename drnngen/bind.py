@@ -78,7 +78,8 @@ def repeat_weights(cfg: DRNNConfig, dataset: str | Path | None = None) -> Path |
         return None
     where = dataset if dataset is not None else cfg.data.manifest
     if where is None:
-        raise PageItemError("model.repeat/model.tied/model.neighbours: the fixed page→item map needs a prepared dataset (--data)")
+        raise PageItemError("model.repeat/model.tied/model.neighbours: the fixed page→item map needs a prepared "
+                            "dataset (--data)")
     manifest = load_manifest(Path(where))
     if (manifest.pages, manifest.items) != (cfg.data.pages, cfg.data.items):
         raise PageItemError(f"{manifest.root}: the config has M={cfg.data.pages}, N={cfg.data.items} but the dataset "

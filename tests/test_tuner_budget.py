@@ -171,6 +171,11 @@ def test_data_aware_defaults_suit_the_dataset(dataset: Path) -> None:
     assert (base.model.repeat_init, base.model.repeat_lr_mult) == ((5.0, 10.0) if base.model.repeat else (1.0, 1.0))
     assert not repeat_fits(200_000, 1000)  # a 763 MiB map: the defaults leave the repeat path out
     assert not default_base(200_000, 1000, 10_000, "purchase").model.repeat
+    # the neighbour path rides with the repeat path where both maps fit, and costs its share of memory
+    assert base.model.neighbours == repeat_fits(m.pages, m.items, maps=2) and base.model.neighbours_lr_mult == 10
+    both = default_base(50_000, 1000, 10_000, "purchase")  # one 191 MiB map fits, two do not
+    assert both.model.repeat and not both.model.neighbours
+    assert net_row_bytes(2000, 1000, 32, 2) > net_row_bytes(2000, 1000, 32, 1) > net_row_bytes(2000, 1000, 32, 0)
     # every point of the default space decodes (is a net codegen accepts) on this dataset's dimensions
     parse_config({**yaml.safe_load(yaml.safe_dump({"data": {"pages": m.pages, "items": m.items}}))})
     import random
@@ -346,4 +351,4 @@ def test_the_repeat_path_is_on_only_where_targets_repeat(tmp_path: Path) -> None
     for name, share in shares.items():
         m = load_manifest(fresh if name == "fresh" else again)
         base = default_base(m.pages, m.items, m.train_samples, m.target, repeats=share)
-        assert base.model.repeat == (share >= MIN_REPEAT_SHARE)
+        assert base.model.repeat == base.model.neighbours == (share >= MIN_REPEAT_SHARE)
