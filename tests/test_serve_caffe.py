@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,16 +40,15 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth_log(tmp_path_factory.mktemp("serve-caffe-log"), sessions=500, seed=6, items=60, categories=5)
 
 
-@pytest.fixture(scope="module")
-def tuned_run(log: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real tuning run of two candidates with the FNN on (so the users' purchases count)."""
+def _tuned(log: Path, root: Path, **model: Any) -> Path:
+    """A real tuning run of two candidates with the FNN on (so the users' purchases count)
+    and `model`'s further keys."""
     from drnngen.tuner import Resources, TuneParams, tune
     from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
 
-    root = tmp_path_factory.mktemp("serve-caffe-run")
     run_prepare(yoochoose_spec(log), root / "data", window=3, build=BuildOptions(max_pages=50, max_items=20))
     base = to_mapping(load_config(EXAMPLES / "small.yaml"))
-    base["model"]["fnn"] = {"layers": 1, "widths": [16]}
+    base["model"].update(fnn={"layers": 1, "widths": [16]}, **model)
     space = SearchSpace(states=IntRange(3, 3), layers=IntRange(1, 2), shortcut=IntRange(0, 0),
                         activations=("ReLU", "TanH"), widths=(16,))
     params = TuneParams(data=str(root / "data"), generations=0, population=2, pc=0.8, pm=0.3, strategy="literal",
@@ -59,8 +59,25 @@ def tuned_run(log: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run"
 
 
-def test_scores_equal_caffes_deploy_forward_on_prepares_rows(tuned_run: Path, log: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tuned_run(log: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The paper's net with the FNN."""
+    return _tuned(log, tmp_path_factory.mktemp("serve-caffe-run"))
+
+
+@pytest.fixture(scope="module")
+def tuned_options_run(log: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """With the options the tuner's default base turns on for shop logs: the repeat and neighbour paths."""
+    return _tuned(log, tmp_path_factory.mktemp("serve-caffe-options"), repeat=True, neighbours=True)
+
+
+@pytest.mark.parametrize("run", ["tuned_run", "tuned_options_run"])
+def test_scores_equal_caffes_deploy_forward_on_prepares_rows(run: str, log: Path, tmp_path: Path,
+                                                             request: pytest.FixtureRequest) -> None:
+    tuned_run: Path = request.getfixturevalue(run)
     model = load_model(tuned_run)
+    if run == "tuned_options_run":
+        assert model.config.model.repeat and model.config.model.neighbours
     manifest = model.manifest
     forward = ForwardServer(model.deploy, model.weights)
     try:
