@@ -59,12 +59,12 @@ def bind_dataset(cfg: DRNNConfig, dataset: str | Path | None = None) -> DRNNConf
     return parse_config(to_mapping(dataclasses.replace(cfg, data=data)))
 
 
-# --- the fixed page → item map R of `repeat` and `tied` ----------------------------
+# --- the fixed maps: R of `repeat` and `tied`, Q of `neighbours` --------------------
 
 
 def repeat_weights(cfg: DRNNConfig, dataset: str | Path | None = None) -> Path | None:
-    """The weights file holding R for `cfg`'s net, in `dataset`'s folder (default
-    cfg.data.manifest); None when the net has no R (neither `repeat` nor `tied`).
+    """The weights file holding R and Q for `cfg`'s net, in `dataset`'s folder (default
+    cfg.data.manifest); None when the net has neither (no `repeat`, `tied` or `neighbours`).
 
     Caffe's `.caffemodel.h5` layout: dataset `data/<layer>/<j>` (float32) is the
     j-th parameter blob of layer <layer>. The file holds the layers that own the

@@ -224,6 +224,45 @@ def test_neighbour_map_from_a_dataset(dataset: Path) -> None:
     assert q[first, pair[1]] > 0
 
 
+def _split_files(tmp_path: Path, splits: dict[str, list[list[int]]]) -> Path:
+    """A dataset prepared from given split files (GRU4Rec TSV, item ids 60 s apart), next-item."""
+    from click.testing import CliRunner
+
+    from drnngen.cli import cli
+
+    files = {}
+    for offset, (split, sessions) in enumerate(splits.items()):
+        lines = ["SessionId\tItemId\tTime"]
+        for s, items in enumerate(sessions, start=100 * offset + 1):
+            lines += [f"{s}\t{item}\t{1_600_000_000 + 86_400 * s + 60 * i}" for i, item in enumerate(items)]
+        files[split] = tmp_path / f"{split}.tsv"
+        files[split].write_text("\n".join(lines) + "\n")
+    out = tmp_path / "data"
+    result = CliRunner().invoke(cli, ["prepare", str(files["train"]), "--valid-log", str(files["valid"]),
+                                      "--test-log", str(files["test"]), "--format", "gru4rec", "--target",
+                                      "next-item", "--window", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_neighbour_map_by_hand_and_from_the_train_split_only(tmp_path: Path) -> None:
+    """Train samples {7, 8}, {7, 9}, {7, 9} (each session's one prefix and its next item):
+    n_7 = 3, n_8 = 1, n_9 = 2, co(7, 8) = 1, co(7, 9) = 2, λ = 20. Validation and test
+    sessions pair 8 with 9 many times; Q must not see it."""
+    data = _split_files(tmp_path, {"train": [[7, 8], [7, 9], [7, 9]], "valid": [[8, 9, 8, 9]] * 3,
+                                   "test": [[9, 8, 9, 8]] * 3})
+    manifest = load_manifest(data)
+    classes = dataset_page_items(manifest)
+    q = neighbour_map(manifest, classes)
+    item = {int(key): c for c, key in enumerate(manifest.item_keys())}
+    row = {int(key): q[p] for p, key in enumerate(manifest.page_keys()) if classes[p] >= 0}
+    s78, s79 = 1 / np.sqrt((3 + 20) * (1 + 20)), 2 / np.sqrt((3 + 20) * (2 + 20))
+    np.testing.assert_allclose(row[7][[item[8], item[9]]], [s78 / s79, 1.0], rtol=1e-6)
+    assert row[7][item[7]] == 0  # no item is its own neighbour
+    for own in (8, 9):  # each co-occurs with 7 alone in train: 8-9 is in validation and test only
+        np.testing.assert_array_equal(row[own][[item[7], item[8], item[9]]], [1.0, 0.0, 0.0])
+
+
 def test_repeat_weights_needs_a_bound_config(dataset: Path) -> None:
     with pytest.raises(UserError, match="bind the config"):
         repeat_weights(config(repeat=True), dataset)

@@ -176,6 +176,14 @@ def test_data_aware_defaults_suit_the_dataset(dataset: Path) -> None:
     both = default_base(50_000, 1000, 10_000, "purchase")  # one 191 MiB map fits, two do not
     assert both.model.repeat and not both.model.neighbours
     assert net_row_bytes(2000, 1000, 32, 2) > net_row_bytes(2000, 1000, 32, 1) > net_row_bytes(2000, 1000, 32, 0)
+    # the maps' six copies (data, diff, Adam's blobs) come off the budget before the batches are sized:
+    # 2 × 80 MB maps × 6 leave 140 MiB of the 1.1 GiB half
+    kwargs = {"history_k": 32, "memory_budget": 2200 << 20}
+    with_maps = default_base(20_000, 1000, 100_000, "purchase", repeats=0.5, **kwargs)
+    without = default_base(20_000, 1000, 100_000, "purchase", repeats=0.0, **kwargs)
+    assert with_maps.model.neighbours and not without.model.repeat
+    assert with_maps.data.batch_size * net_row_bytes(20_000, 1000, 32, 2) <= (1100 << 20) - 6 * 2 * 20_001 * 4000
+    assert with_maps.data.batch_size < without.data.batch_size
     # every point of the default space decodes (is a net codegen accepts) on this dataset's dimensions
     parse_config({**yaml.safe_load(yaml.safe_dump({"data": {"pages": m.pages, "items": m.items}}))})
     import random

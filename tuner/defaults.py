@@ -59,20 +59,28 @@ def _within(size: int, row_bytes: int, budget: int | None) -> int:
 
 def net_row_bytes(pages: int, items: int, history_k: int, paths: int, *, states: int = _MAX_STATES,
                   width: int = _MAX_WIDTH, train: bool = True) -> int:
-    """Bytes per sample of the default space's largest net (docs/MODEL.md section 11.1),
+    """Bytes per sample of the default space's largest net (README, "Memory of a training"),
     with `paths` fixed-map paths (0-2: the repeat path, the neighbour path).
 
     Per state: the top and shortcut projections, the score sum and the softmax's
-    probabilities, each N wide, and per path the state's page map plus one term per lag
-    up to it: (5 + t + 1)·N. The history: per path V̄ R (N; the sparse route first
-    holds K·N), and the page rows (sparse: 3·K·E_0; dense: the M+1 wide input row).
-    Hidden layers are small beside N. TRAIN keeps a gradient beside every blob (×2).
+    probabilities, each N wide, and per path the state's page map, one term per lag up
+    to it and the history's term: (4 + paths·(t + 3))·N. The history: per path V̄ R (N;
+    the sparse route first holds K·N rows, and its in-place Scale a copy of them), and
+    the page rows (sparse: 3·K·E_0; dense: the M+1 wide input row). Hidden layers are
+    small beside N. TRAIN keeps a gradient beside every blob (×2).
     """
-    scores = sum(4 + paths * (t + 2) for t in range(states)) * items
-    pairs = 3 * history_k * width + paths * (history_k + 1) * items
+    scores = sum(4 + paths * (t + 3) for t in range(states)) * items
+    pairs = 3 * history_k * width + paths * (2 * history_k + 1) * items
     history = pairs if history_k else pages + 1 + paths * items
     hidden = 12 * states * width
     return 4 * ((2 if train else 1) * (scores + hidden) + history)
+
+
+def fixed_maps_bytes(pages: int, items: int, maps: int) -> int:
+    """Bytes the `maps` fixed [M+1, N] maps cost a training beside the per-sample blobs:
+    Caffe keeps a param at lr_mult 0 among the learnable ones, so each has its data, its
+    diff and Adam's history, update and temporary blobs: six copies."""
+    return 6 * maps * (pages + 1) * items * 4
 
 
 def repeat_fits(pages: int, items: int, maps: int = 1) -> bool:
@@ -104,7 +112,7 @@ def default_base(pages: int, items: int, train_samples: int, target: str, *, his
             # 0.402 (MRR 0.170 -> 0.185), both past every baseline.
             model.update(neighbours=True, neighbours_init=NEIGHBOURS_INIT, neighbours_lr_mult=10.0)
     paths = int(bool(model.get("repeat"))) + int(bool(model.get("neighbours")))
-    half = None if memory_budget is None else memory_budget // 2
+    half = None if memory_budget is None else max(1, memory_budget // 2 - fixed_maps_bytes(pages, items, paths))
     batch = batch_for(train_samples, net_row_bytes(pages, items, history_k, paths), half)
     test_batch = _within(TEST_BATCH, net_row_bytes(pages, items, history_k, paths, train=False), half)
     return parse_config({

@@ -271,7 +271,7 @@ def _check_dataset(setting: Setting) -> None:
     missing = [w for w in range(states.low, states.high + 1) if not (root / f"w{w}" / INDEX_FILE).is_file()]
     needs_map = uses_fixed_maps(setting.base) or any(setting.space.repeat)
     if missing or needs_map:
-        what = f"the windows w={','.join(map(str, missing))}" if missing else "the repeat path's page->item map"
+        what = f"the windows w={','.join(map(str, missing))}" if missing else "the fixed page->item maps (R, Q)"
         raise UserError(f"--data {root}: read-only, but this run must write {what} there; "
                         "make it writable, or run on a writable copy")
 

@@ -62,10 +62,11 @@ def _require_local_caffe(mode: str) -> None:
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
               help="Base config YAML; the genes replace its w, l, h, activations, widths "
                    "(and the optional genes the space lists). Default: sized to the dataset "
-                   "(Adam, fixed lr, batch ~1/64 of the train split, repeat path where it fits).")
+                   "(Adam, fixed lr, batch ~1/64 of the train split, the repeat and neighbour paths where "
+                   "the session's items recur and their maps fit).")
 @click.option("--space", type=click.Path(dir_okay=False, path_type=Path),
-              help="Search space YAML (see examples/space.yaml). Default: small nets with lr, dropout "
-                   "and the repeat path as genes (drnngen.tuner.defaults).")
+              help="Search space YAML (see examples/space.yaml). Default: small nets with lr, weight "
+                   "decay, dropout and the cell as genes (drnngen.tuner.defaults).")
 @click.option("--data", type=_PATH, help="Prepared dataset folder (`drnngen prepare`).")
 @click.option("--memory-budget", default="4GiB", show_default=True,
               help="Without --config: the default base config's TRAIN and TEST batches are chosen so that the "
