@@ -170,12 +170,14 @@ def _load(run: Path, work: Path, args: argparse.Namespace) -> None:
                        args.events // args.threads) for i in range(args.threads)]
     rss_before = _rss(server.pid)
     threads = [threading.Thread(target=c.run) for c in clients]
+    cpu_before = [_cpu(pid) for pid in [server.pid, *_children(server.pid)]], time.process_time()
     began = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
+    cpu_after = [_cpu(pid) for pid in [server.pid, *_children(server.pid)]], time.process_time()
     latencies = np.array([x for c in clients for x in c.latencies]) * 1000
     acknowledged = {sid: n for c in clients for sid, n in c.acknowledged.items()}
     live = len(acknowledged)
@@ -184,6 +186,11 @@ def _load(run: Path, work: Path, args: argparse.Namespace) -> None:
           f"(asked {args.rate:g}/s), {sum(c.errors for c in clients)} non-200")
     print(f"latency per event: p50 {np.percentile(latencies, 50):.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms, "
           f"max {latencies.max():.1f} ms")
+    per_event = [(after - before) / len(latencies) * 1e3
+                 for after, before in zip([*cpu_after[0], cpu_after[1]], [*cpu_before[0], cpu_before[1]], strict=False)]
+    print(f"CPU per event: server {per_event[0]:.2f} ms, Caffe child {per_event[1]:.2f} ms, "
+          f"load client {per_event[-1]:.2f} ms"
+          f"; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     size = store.stat().st_size + (store.with_name(store.name + "-wal").stat().st_size
                                    if store.with_name(store.name + "-wal").exists() else 0)
     print(f"memory per 10k live sessions: store {size / live * 1e4 / 2**20:.1f} MiB on disk (SQLite + WAL), "
@@ -214,6 +221,12 @@ def _rss(pid: int) -> int:
         except OSError:
             pass
     return total
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:

@@ -53,7 +53,7 @@ class Served:
         self.samples = SampleLog(options.samples or serving_dir(run) / SAMPLES_FILE)
         self.mode = options.mode
         self.forward = self._forward(model)
-        self.service = SessionService(model, self.forward.scores, self.store, self.samples, options.max_events)
+        self.service = SessionService(model, self.forward, self.store, self.samples, options.max_events)
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._expire, daemon=True).start()
@@ -66,7 +66,7 @@ class Served:
         with self._reload_lock:
             model = load_model(self.run)
             old, new = self.forward, self._forward(model)
-            self.service.swap(model, new.scores)
+            self.service.swap(model, new)
             self.forward = new
         old.close()
         return {"reloaded": True, **model.describe()}
@@ -118,7 +118,10 @@ def serve(run: Path, options: ServeOptions, say: Any = print) -> None:
         described = served.service.model.describe()
         say(f"serving {run} (candidate {described['candidate']}, fitness {described['fitness']:.4f}, "
             f"w={described['w']}, M={described['M']}, N={described['N']}) on http://{options.host}:{options.port}")
-        uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False)
+        # uvloop and httptools (what "auto" picks when installed) named outright, so a
+        # missing one is an import error rather than a silent 2x slower server
+        uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False,
+                    loop="uvloop", http="httptools")
     finally:
         served.close()
 

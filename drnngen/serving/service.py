@@ -1,9 +1,12 @@
 """The recommendation service without HTTP: events in, recommendations out.
 
 Each event loads the session from the store, changes it in place (`SessionState.view`),
-builds the one row the net needs through `drnngen.data.live` (the code `prepare`'s rows
-come from), scores it in the Caffe child (`drnngen.runner.serving.ForwardServer`) and
-stores the session before answering. A session completes on `end`, or on a purchase when
+stores it, builds the one row the net needs through `drnngen.data.live` (the code
+`prepare`'s rows come from) and scores it in the Caffe child
+(`drnngen.runner.serving.ForwardServer`). `event` blocks on the score; `event_async`
+(the HTTP route) does the sub-millisecond store and row work inline and awaits the
+score, so the event loop serves other requests while the child computes, and the child
+can batch the rows that wait. A session completes on `end`, or on a purchase when
 the dataset's target is `purchase`; its training sample goes to the sample log.
 Samples, as `prepare` makes them:
 
@@ -14,6 +17,7 @@ Samples, as `prepare` makes them:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import zlib
 from collections.abc import Callable, Mapping
@@ -81,6 +85,28 @@ class SessionService:
 
     def event(self, session: str, event: Event, k: int) -> list[tuple[str, float]]:
         """Apply one event; the recommendations after it."""
+        return self._recommend(self.record(session, event, k), k)
+
+    async def event_async(self, session: str, event: Event, k: int) -> list[tuple[str, float]]:
+        """`event`, awaiting the score instead of blocking on it."""
+        prefix = self.record(session, event, k)
+        rows = self.rows(prefix)
+        for _ in range(3):
+            with self._model_lock:
+                scorer, names = self.scorer, self.item_names
+            submit = getattr(scorer, "submit", None)  # a ForwardServer: batched, a future
+            try:
+                if submit is not None:
+                    scores = await asyncio.wrap_future(submit(rows))
+                else:  # a plain callable (tests' stand-ins): off the event loop
+                    scores = await asyncio.to_thread(scorer, rows)
+                return _top(scores[0].ravel(), names, k)
+            except ForwardClosed:
+                continue  # a reload swapped the scorer meanwhile: ask the new one
+        raise ApiError(503, "the model is being reloaded; try again")
+
+    def record(self, session: str, event: Event, k: int) -> LivePrefix:
+        """Check and store one event; the prefix to score after it."""
         if event.kind not in KINDS:
             raise ApiError(422, f"type: expected one of {', '.join(KINDS)}, found {event.kind!r}")
         self._check_k(k)  # before the event is stored: a refused request changes nothing
@@ -93,7 +119,7 @@ class SessionService:
                 state.user, state.user_items = event.user, self.store.user_items(event.user, state.start)
             prefix, purchase = self._apply(session, state, event)
             self.store.save(session, state, purchase)
-        return self._recommend(prefix, k)
+        return prefix
 
     def recommendations(self, session: str, k: int) -> list[tuple[str, float]]:
         self._check_k(k)
@@ -172,8 +198,12 @@ class SessionService:
                 continue  # a reload swapped the scorer between the two lines above: ask the new one
         else:
             raise ApiError(503, "the model is being reloaded; try again")
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [(names[c], float(scores[c])) for c in best.tolist()]
+        return _top(scores, names, k)
 
     def describe(self) -> dict[str, Any]:
         return {**self.model.describe(), "live_sessions": self.store.count()}
+
+
+def _top(scores: Float32s, names: list[str], k: int) -> list[tuple[str, float]]:
+    best = np.argsort(-scores, kind="stable")[:k]
+    return [(names[c], float(scores[c])) for c in best.tolist()]
