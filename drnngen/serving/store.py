@@ -3,12 +3,17 @@
 `--store sqlite:PATH` is one file in WAL mode; every acknowledged event is committed
 before the answer goes out, so a killed server restarts with every session as it was
 (synchronous=NORMAL: safe against a crash of the process; a power cut may lose the last
-commits). `--store redis://HOST:PORT/DB` lets several server processes share sessions;
-Redis expires idle sessions itself. Both hold the same JSON documents.
+commits). So a commit never fsyncs: the WAL is copied back into the database (a
+checkpoint, the one step that fsyncs) by a background thread on its own connection, not by
+whichever request's commit crosses SQLite's 1000-page mark; that took a request 5 ms at
+the 99.9th percentile and up to 160 ms on this busy disk (a loop of 6,000 saves).
+`--store redis://HOST:PORT/DB` lets several server processes share sessions; Redis
+expires idle sessions itself. Both hold the same JSON documents.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -20,6 +25,10 @@ from urllib.parse import urlsplit
 
 from drnngen.errors import UserError
 from drnngen.serving.state import SessionState
+
+_CHECKPOINT_S = 0.5
+_WAL_BYTES = 16 << 20
+_CATCH_UP = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, state TEXT NOT NULL, seen REAL NOT NULL);
@@ -70,10 +79,41 @@ class SqliteStore(StateStore):
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA wal_autocheckpoint=0")  # `_checkpoints` does it
+            self._db.execute(f"PRAGMA journal_size_limit={_WAL_BYTES}")  # the WAL file, once reused
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"--store sqlite:{path}: cannot open the state store ({exc})") from None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoints, daemon=True, name="sqlite-checkpoint")
+        self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        """PASSIVE checkpoints every _CHECKPOINT_S: they copy what no reader needs and never
+        block the writer. SQLite starts the WAL over only once a checkpoint has caught up
+        with the last commit, which under steady load a background one seldom does (commits
+        land while it fsyncs): once the WAL is over _WAL_BYTES (about 3 s of events at
+        300/s), the last few frames are copied under the writer's lock, a stall of one
+        small checkpoint every few seconds instead of an unbounded WAL."""
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error:
+            return  # the serving connection's own errors say what is wrong
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            while not self._stop.wait(_CHECKPOINT_S):
+                with contextlib.suppress(sqlite3.Error, OSError):  # busy now: the next round copies it
+                    for _ in range(_CATCH_UP):
+                        _, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                        if copied >= frames:
+                            break
+                    else:
+                        if wal.stat().st_size > _WAL_BYTES:
+                            with self._lock:
+                                self._db.execute("PRAGMA wal_checkpoint(RESTART)")
+        finally:
+            db.close()
 
     def load(self, session: str) -> SessionState | None:
         with self._lock:
@@ -112,8 +152,10 @@ class SqliteStore(StateStore):
         return int(row[0])
 
     def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join()
         with self._lock:
-            self._db.close()
+            self._db.close()  # the last connection out checkpoints the rest
 
 
 class RedisStore(StateStore):
