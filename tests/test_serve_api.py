@@ -156,6 +156,17 @@ def test_time_going_backwards_unknown_sessions_and_sizes(server: tuple[str, Sess
     assert status == 413 and "50 events" in answer["error"]
 
 
+def test_the_docs_describe_the_hand_checked_event_route(server: tuple[str, SessionService]) -> None:
+    url, _ = server
+    status, docs = call("GET", f"{url}/openapi.json")
+    route = docs["paths"]["/sessions/{session}/events"]["post"]
+    schema = route["requestBody"]["content"]["application/json"]["schema"]
+    assert status == 200 and set(schema["required"]) == {"item", "time"} and "user" in schema["properties"]
+    assert {p["name"] for p in route["parameters"]} == {"session", "k"}
+    status, answer = call("POST", f"{url}/sessions/%01/events", {"item": "1", "time": 1})
+    assert status == 422 and answer["error"].startswith("session:")
+
+
 def test_admin_routes_want_the_token_when_one_is_set(dataset: Path, tmp_path: Path) -> None:
     service = make_service(dataset, SqliteStore(tmp_path / "s.sqlite", 60), tmp_path / "samples.jsonl")
     app = create_app(service, lambda: {"reloaded": True}, admin_token="sesame")

@@ -14,6 +14,7 @@ import contextlib
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from drnngen.data.live import parse_time
@@ -31,6 +33,7 @@ from drnngen.serving.service import ApiError, Event, SessionService
 
 MAX_BODY_BYTES = 16 << 10
 _ID = r"^[^\x00-\x1f/]{1,200}$"
+_ID_PATTERN = re.compile(_ID)
 
 
 class EventBody(BaseModel):
@@ -83,15 +86,24 @@ def create_app(service: SessionService, reload: Callable[[], dict[str, Any]], de
     def model() -> dict[str, Any]:
         return service.describe()
 
-    # The hot route is async and reads its body by hand (`_event`): the store and row
-    # work is sub-millisecond and runs inline, the forward pass is awaited, so no request
-    # hops to the thread pool and pydantic does not parse the body (EventBody still
-    # documents it). The other routes are plain handlers in the thread pool.
-    @app.post("/sessions/{session}/events", response_model=Recommendations, openapi_extra=_EVENT_BODY)
-    async def event(request: Request, session: str = _session_path(),
-                    k: int = Query(default_k, description="length of the list")) -> JSONResponse:
+    # The hot route is async and checks its request by hand (`_event`, `_session_id`,
+    # `_k`): the store and row work is sub-millisecond and runs inline, the forward pass is
+    # awaited, so no request hops to the thread pool, and neither FastAPI's dependency
+    # solving nor pydantic runs per event. It is a plain Starlette route in front of the
+    # FastAPI one, which stays for the OpenAPI docs (and would answer the same). The other
+    # routes are plain handlers in the thread pool.
+    async def event(request: Request) -> JSONResponse:
+        session = _session_id(request.path_params["session"])
+        k = _k(request.query_params.get("k"), default_k)
         found = await service.event_async(session, _event(await request.body()), k)
         return answer(session, found)
+
+    app.router.routes.insert(0, Route("/sessions/{session}/events", event, methods=["POST"]))
+
+    @app.post("/sessions/{session}/events", response_model=Recommendations, openapi_extra=_EVENT_BODY)
+    async def event_documented(request: Request, session: str = _session_path(),
+                               k: int = Query(default_k, description="length of the list")) -> JSONResponse:
+        return await event(request)
 
     @app.get("/sessions/{session}/recommendations", response_model=Recommendations)
     def recommendations(session: str = _session_path(), k: int = Query(default_k)) -> JSONResponse:
@@ -138,6 +150,21 @@ def _event(raw: bytes) -> Event:
     if user is not None and not _text_or_int(user):
         raise ApiError(422, "user: expected text or an integer")
     return Event(str(item), parse_time(when), kind, None if user is None else str(user))
+
+
+def _session_id(session: str) -> str:
+    if not _ID_PATTERN.match(session):
+        raise ApiError(422, "session: expected 1 to 200 characters, without / or control characters")
+    return session
+
+
+def _k(text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ApiError(422, f"k: expected an integer, found {text[:40]!r}") from None
 
 
 def _text_or_int(value: object) -> bool:
