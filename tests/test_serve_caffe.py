@@ -110,6 +110,26 @@ def test_scores_equal_caffes_deploy_forward_on_prepares_rows(run: str, log: Path
         np.testing.assert_allclose([got[name] for name in names], row, rtol=0, atol=1e-5)
 
 
+def test_micro_batched_forwards_equal_single_ones(tuned_run: Path) -> None:
+    """Requests that wait while the child computes share one forward pass; each row's
+    scores are those of its own batch-1 forward (and so Caffe's, as the test above checks)."""
+    model = load_model(tuned_run)
+    rows = read_split(model.manifest.sources(model.window)["test"])
+    count = min(40, len(rows["label"]))
+    one = [{name: values[i:i + 1] for name, values in rows.items()} for i in range(count)]
+    forward = ForwardServer(model.deploy, model.weights, max_batch=16)
+    try:
+        single = np.concatenate([forward.scores(row) for row in one])
+        before = forward.forwards
+        futures = [forward.submit(row) for row in one]  # queued faster than the child answers
+        batched = np.concatenate([future.result(timeout=120) for future in futures])
+        passes = forward.forwards - before
+    finally:
+        forward.close()
+    assert count / 16 <= passes < count, passes
+    np.testing.assert_allclose(batched, single, rtol=0, atol=1e-5)
+
+
 def test_the_served_model(tuned_run: Path) -> None:
     model = load_model(tuned_run)
     described = model.describe()

@@ -60,6 +60,7 @@ class ForwardServer:
         self._closed = False
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self.inputs: tuple[str, ...] = ()
+        self.forwards = 0  # forward passes the child has run (fewer than requests when batched)
         self._waiting: list[_Waiting] = []
         self._wake = threading.Condition()
         with self._lock:
@@ -154,6 +155,7 @@ class ForwardServer:
             except (BrokenPipeError, OSError):
                 pass  # the reply read says why the child is gone
             event = self._reply()
+            self.forwards += 1
         return np.asarray(event["rows"], np.float32)
 
     def close(self) -> None:
