@@ -127,7 +127,10 @@ class SqliteStore(StateStore):
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", (session, text, time.time()))
+                # an upsert changes the row in place: half the WAL bytes of INSERT OR REPLACE
+                # (a delete and an insert, which rewrites the id index too)
+                self._db.execute("INSERT INTO sessions VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE "
+                                 "SET state = excluded.state, seen = excluded.seen", (session, text, time.time()))
                 if purchase is not None:
                     self._db.execute("INSERT INTO purchases VALUES (?, ?, ?)", purchase)
                 self._db.execute("COMMIT")
