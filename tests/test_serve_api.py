@@ -4,6 +4,7 @@ these tests need no Caffe (tests/test_serve_caffe.py runs the real net)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -204,6 +205,8 @@ def test_a_request_racing_a_reload_asks_the_new_scorer(dataset: Path, tmp_path: 
 
     service.swap(service.model, closed)
     assert len(service.event("z", Event(items(dataset)[0], 1.0), 4)) == 4
+    service.swap(service.model, closed)  # the HTTP route's path, awaiting the score
+    assert len(asyncio.run(service.event_async("z", Event(items(dataset)[0], 2.0), 4))) == 4
 
 
 def check_purchase_order(store: StateStore) -> None:
