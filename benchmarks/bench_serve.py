@@ -191,9 +191,10 @@ def _load(run: Path, work: Path, args: argparse.Namespace) -> None:
     print(f"CPU per event: server {per_event[0]:.2f} ms, Caffe child {per_event[1]:.2f} ms, "
           f"load client {per_event[-1]:.2f} ms"
           f"; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    size = store.stat().st_size + (store.with_name(store.name + "-wal").stat().st_size
-                                   if store.with_name(store.name + "-wal").exists() else 0)
-    print(f"memory per 10k live sessions: store {size / live * 1e4 / 2**20:.1f} MiB on disk (SQLite + WAL), "
+    wal = store.with_name(store.name + "-wal")
+    wal_size = wal.stat().st_size if wal.exists() else 0  # not per session: the log since the last checkpoint
+    print(f"memory per 10k live sessions: store {store.stat().st_size / live * 1e4 / 2**20:.1f} MiB on disk "
+          f"(SQLite file; its WAL {wal_size / 2**20:.0f} MiB now), "
           f"server RSS {(rss_after - rss_before) / live * 1e4 / 2**20:+.1f} MiB ({live} sessions live, "
           f"RSS {rss_after / 2**20:.0f} MiB)")
     os.killpg(server.pid, signal.SIGKILL)

@@ -27,7 +27,7 @@ from drnngen.errors import UserError
 from drnngen.serving.state import SessionState
 
 _CHECKPOINT_S = 0.5
-_WAL_BYTES = 16 << 20
+_WAL_BYTES = 64 << 20
 _CATCH_UP = 4
 
 _SCHEMA = """
@@ -92,10 +92,11 @@ class SqliteStore(StateStore):
     def _checkpoints(self) -> None:
         """PASSIVE checkpoints every _CHECKPOINT_S: they copy what no reader needs and never
         block the writer. SQLite starts the WAL over only once a checkpoint has caught up
-        with the last commit, which under steady load a background one seldom does (commits
-        land while it fsyncs): once the WAL is over _WAL_BYTES (about 3 s of events at
-        300/s), the last few frames are copied under the writer's lock, a stall of one
-        small checkpoint every few seconds instead of an unbounded WAL."""
+        with the last commit while no other connection is checkpointing, which under steady
+        load seldom happens (commits land while it fsyncs): once the WAL is over _WAL_BYTES
+        (about 17 s of events at 300/s), the last few frames are copied and the WAL emptied
+        under the writer's lock, a stall of one small checkpoint every few seconds instead
+        of an unbounded WAL."""
         try:
             db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except sqlite3.Error:
@@ -108,10 +109,9 @@ class SqliteStore(StateStore):
                         _, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                         if copied >= frames:
                             break
-                    else:
-                        if wal.stat().st_size > _WAL_BYTES:
-                            with self._lock:
-                                self._db.execute("PRAGMA wal_checkpoint(RESTART)")
+                    if wal.stat().st_size > _WAL_BYTES:
+                        with self._lock:  # what is left is a few frames: a short stall
+                            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             db.close()
 
