@@ -2,8 +2,8 @@
 
 One JSON line per sample: the prefix the net sees (window pages and dwell, the history
 aggregate, the user's earlier purchases) and its label. A line is written whole, flushed
-and fsynced before the session's answer goes out; a reader skips a last line cut short by
-a crash.
+and fsynced before the session's answer goes out (the HTTP route fsyncs in a thread, so
+the event loop never waits on the disk); a reader skips a last line cut short by a crash.
 """
 
 from __future__ import annotations
@@ -28,18 +28,26 @@ class SampleLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self.written = 0  # lines appended so far
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise UserError(f"{path}: cannot open the sample log ({exc.strerror})") from None
 
-    def append(self, session: str, prefix: LivePrefix, label: int, time: float) -> None:
+    def append(self, session: str, prefix: LivePrefix, label: int, time: float, sync: bool = True) -> None:
+        """Append one sample; `sync=False` leaves the fsync to a later `sync()`."""
         line = json.dumps({"session": session, "time": time, "label": label, "prefix": prefix_to_json(prefix)},
                           separators=(",", ":")) + "\n"
         with self._lock:
             os.write(self._fd, line.encode())
-            os.fsync(self._fd)
+            self.written += 1
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Every line appended so far is on disk."""
+        os.fsync(self._fd)
 
     def close(self) -> None:
         os.close(self._fd)

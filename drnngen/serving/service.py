@@ -85,11 +85,18 @@ class SessionService:
 
     def event(self, session: str, event: Event, k: int) -> list[tuple[str, float]]:
         """Apply one event; the recommendations after it."""
-        return self._recommend(self.record(session, event, k), k)
+        prefix, sampled = self.record(session, event, k)
+        if sampled:
+            self.samples.sync()
+        return self._recommend(prefix, k)
 
     async def event_async(self, session: str, event: Event, k: int) -> list[tuple[str, float]]:
-        """`event`, awaiting the score instead of blocking on it."""
-        prefix = self.record(session, event, k)
+        """`event`, awaiting the score instead of blocking on it (and the sample log's
+        fsync, when the event wrote a sample, in a thread: the event loop never waits on
+        the disk)."""
+        prefix, sampled = self.record(session, event, k)
+        if sampled:
+            await asyncio.to_thread(self.samples.sync)
         rows = self.rows(prefix)
         for _ in range(3):
             with self._model_lock:
@@ -105,8 +112,9 @@ class SessionService:
                 continue  # a reload swapped the scorer meanwhile: ask the new one
         raise ApiError(503, "the model is being reloaded; try again")
 
-    def record(self, session: str, event: Event, k: int) -> LivePrefix:
-        """Check and store one event; the prefix to score after it."""
+    def record(self, session: str, event: Event, k: int) -> tuple[LivePrefix, bool]:
+        """Check and store one event; the prefix to score after it, and whether it wrote a
+        sample (not yet fsynced: the caller syncs the log before it answers)."""
         if event.kind not in KINDS:
             raise ApiError(422, f"type: expected one of {', '.join(KINDS)}, found {event.kind!r}")
         self._check_k(k)  # before the event is stored: a refused request changes nothing
@@ -117,9 +125,10 @@ class SessionService:
             self._check(session, state, event)
             if state.user is None and event.user is not None:
                 state.user, state.user_items = event.user, self.store.user_items(event.user, state.start)
+            written = self.samples.written
             prefix, purchase = self._apply(session, state, event)
             self.store.save(session, state, purchase)
-        return prefix
+        return prefix, self.samples.written != written  # another thread's line: one fsync too many, never one too few
 
     def recommendations(self, session: str, k: int) -> list[tuple[str, float]]:
         self._check_k(k)
@@ -169,12 +178,12 @@ class SessionService:
                 # class labels them (as `prepare` labels a purchase session)
                 state.ended = True
                 if state.pages and label >= 0 and not state.sampled:
-                    self.samples.append(session, known, label, event.time)
+                    self.samples.append(session, known, label, event.time, sync=False)
                     state.sampled = True
             state.purchase(event.time, cap)
             return known, purchase
         if model.manifest.target == "next-item" and state.pages and label >= 0:
-            self.samples.append(session, known, label, event.time)
+            self.samples.append(session, known, label, event.time, sync=False)
         state.view(self.page_of.get(event.item, OOV_PAGE), event.time, model.window, cap)
         return state.prefix(newest_dwell(model.manifest.dwell)), None
 
