@@ -22,6 +22,7 @@ from drnngen.codegen.config import load_config, to_mapping
 from drnngen.data.manifest import load_manifest
 from drnngen.data.sessions import BuildOptions
 from drnngen.runner import forward_scores
+from drnngen.runner.run import CaffeError
 from drnngen.runner.serving import ForwardServer
 from drnngen.serving.model import load_model, read_current
 from drnngen.serving.samples import SampleLog
@@ -128,6 +129,24 @@ def test_micro_batched_forwards_equal_single_ones(tuned_run: Path) -> None:
         forward.close()
     assert count / 16 <= passes < count, passes
     np.testing.assert_allclose(batched, single, rtol=0, atol=1e-5)
+
+
+def test_a_dead_child_fails_its_batch_and_the_next_starts_another(tuned_run: Path) -> None:
+    model = load_model(tuned_run)
+    rows = read_split(model.manifest.sources(model.window)["test"])
+    one = {name: values[:1] for name, values in rows.items()}
+    forward = ForwardServer(model.deploy, model.weights)
+    try:
+        first = forward.scores(one)
+        pid = forward.child_pid
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        with pytest.raises(CaffeError, match="stopped"):
+            forward.scores(one)
+        np.testing.assert_allclose(forward.scores(one), first, rtol=0, atol=1e-6)
+        assert forward.child_pid not in (None, pid)
+    finally:
+        forward.close()
 
 
 def test_the_served_model(tuned_run: Path) -> None:

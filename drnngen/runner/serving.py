@@ -67,6 +67,12 @@ class ForwardServer:
             self._start()
         threading.Thread(target=self._feed, daemon=True, name="forward-feeder").start()
 
+    @property
+    def child_pid(self) -> int | None:
+        """The Caffe child's pid (None between a death and the next batch)."""
+        proc = self._proc
+        return None if proc is None else proc.pid
+
     def _start(self) -> None:
         env = child_env(self._install)
         for name in _ONE_THREAD:
