@@ -100,8 +100,9 @@ class _Client:
     """One thread's share of the sessions, sent round robin at its share of the rate."""
 
     def __init__(self, port: int, sessions: list[tuple[str, list[dict[str, Any]]]], rate: float,
-                 stop_at: float, budget: int) -> None:
+                 stop_at: float, budget: int, phase: float = 0.0) -> None:
         self.port, self.sessions, self.rate, self.stop_at, self.budget = port, sessions, rate, stop_at, budget
+        self.phase = phase  # seconds this thread's schedule lags the first's
         self.latencies: list[float] = []
         self.acknowledged: dict[str, int] = {}
         self.errors = 0
@@ -109,7 +110,7 @@ class _Client:
     def run(self) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         cursor = {sid: 0 for sid, _ in self.sessions}
-        start, sent = time.perf_counter(), 0
+        start, sent = time.perf_counter() + self.phase, 0
         while time.time() < self.stop_at and sent < self.budget:
             open_sessions = [(sid, ev) for sid, ev in self.sessions if cursor[sid] < len(ev)]
             if not open_sessions:
@@ -140,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the load runs (at most)")
     parser.add_argument("--events", type=int, default=6000, help="how many events (at most)")
     parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument("--lockstep", action="store_true",
+                        help="every thread sends at the same instants (bursts of --threads requests) "
+                             "instead of staggered evenly")
     parser.add_argument("--sessions", type=int, default=1500, help="sessions replayed (interleaved)")
     parser.add_argument("--run", type=Path, default=DEMO_RUN, help="the tuned run to serve (copied first)")
     args = parser.parse_args(argv if argv is not None else [])
@@ -166,8 +170,12 @@ def _load(run: Path, work: Path, args: argparse.Namespace) -> None:
     server = _serve(run, port, store)
     sessions = [(f"b{i}", events) for i, events in enumerate(_sessions(run, args.sessions))]
     stop_at = time.time() + args.seconds
+    # Staggered: thread i sends 1/rate after thread i-1, so the events arrive evenly at the
+    # asked rate; in lockstep (--lockstep) every thread sends at the same instants, bursts
+    # of `threads` requests at once every threads/rate seconds.
+    phase = 0.0 if args.lockstep else 1.0 / args.rate
     clients = [_Client(port, sessions[i::args.threads], args.rate / args.threads, stop_at,
-                       args.events // args.threads) for i in range(args.threads)]
+                       args.events // args.threads, phase * i) for i in range(args.threads)]
     rss_before = _rss(server.pid)
     threads = [threading.Thread(target=c.run) for c in clients]
     cpu_before = [_cpu(pid) for pid in [server.pid, *_children(server.pid)]], time.process_time()

@@ -8,6 +8,7 @@ in the store and are not touched. The old child stops once the swap is done.
 from __future__ import annotations
 
 import errno
+import gc
 import signal
 import socket
 import threading
@@ -118,6 +119,11 @@ def serve(run: Path, options: ServeOptions, say: Any = print) -> None:
         described = served.service.model.describe()
         say(f"serving {run} (candidate {described['candidate']}, fitness {described['fitness']:.4f}, "
             f"w={described['w']}, M={described['M']}, N={described['N']}) on http://{options.host}:{options.port}")
+        # What the server holds from here on lives as long as it does: frozen, the cyclic
+        # collector no longer walks it (FastAPI's, pydantic's and numpy's objects) in the
+        # full collections that would otherwise stall a request now and then.
+        gc.collect()
+        gc.freeze()
         # uvloop and httptools (what "auto" picks when installed) named outright, so a
         # missing one is an import error rather than a silent 2x slower server
         uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False,
