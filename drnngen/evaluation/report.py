@@ -222,7 +222,8 @@ def plot_gene_frequencies(history: RunHistory) -> Figure:
         ax.set_ylabel("share of population")
         ax.set_xticks(gens)
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=7, title="value", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        if values:  # a ledger whose generations hold no population has no bars to name
+            ax.legend(fontsize=7, title="value", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
