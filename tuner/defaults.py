@@ -93,10 +93,11 @@ def default_base(pages: int, items: int, train_samples: int, target: str, *, his
                  memory_budget: int | None = DEFAULT_MEMORY_BUDGET, repeats: float | None = None) -> DRNNConfig:
     """The base config for a dataset of M `pages`, N `items` and `train_samples` rows
     (sparse history of K `history_k` pairs, or 0: dense), its TRAIN and TEST batches
-    sized so that the largest net of the default space fits `memory_budget` (half each).
-    `repeats` is the share of train samples whose target is among the session's own items
-    (drnngen.bind.repeat_share; None: unknown); the repeat path is on where it fits and
-    that share reaches MIN_REPEAT_SHARE."""
+    sized so that the largest net of the default space fits `memory_budget` (half each,
+    less the fixed maps' copies). `repeats` is the share of train samples whose target is
+    among the session's own items (drnngen.bind.repeat_share; None: unknown); the repeat
+    path is on where it fits and that share reaches MIN_REPEAT_SHARE, and the neighbour
+    path with it where both maps fit."""
     model: dict[str, Any] = {"top_k": min(20, items), "widths": 128, "layers": 2, "shortcut": 1,
                              "activations": "ReLU"}
     if repeat_fits(pages, items) and (repeats is None or repeats >= MIN_REPEAT_SHARE):
