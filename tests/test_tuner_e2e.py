@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -27,7 +24,7 @@ from drnngen.runner import forward_scores
 from drnngen.tuner.candidate import TRAIN_LOSS_FILE
 from drnngen.tuner.ledger import Ledger
 from tests.golden_tool import EXAMPLES
-from tests.tuner_support import TuneSetup, peek_ledger
+from tests.tuner_support import TuneSetup, kill_when
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,21 +79,13 @@ def test_sigkill_mid_generation_and_resume_reach_the_same_best(
     run = root / "killed"
     command = [sys.executable, "-c", "from drnngen.cli import main; main()", *args, "-o", str(run)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            with peek_ledger(run / "ledger.sqlite") as db:
-                gens = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-                done = db.execute("SELECT COUNT(*) FROM candidates WHERE generation >= 1").fetchone()[0]
-            if gens >= 2 and done >= 1:  # mid-way through generation 1 or later
-                break
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1.0)  # let a Caffe child orphaned by the kill finish its (tiny) training
+
+    def mid_generation_1(db: sqlite3.Connection) -> bool | None:
+        gens = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+        done = db.execute("SELECT COUNT(*) FROM candidates WHERE generation >= 1").fetchone()[0]
+        return True if gens >= 2 and done >= 1 else None  # mid-way through generation 1 or later
+
+    kill_when(proc, run / "ledger.sqlite", mid_generation_1)
     assert Ledger.open(run).meta("status") == "running"
     result = CliRunner().invoke(cli, ["tune", "--resume", str(run)])
     assert result.exit_code == 0, result.output

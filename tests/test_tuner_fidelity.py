@@ -8,14 +8,11 @@ most the trainings in flight, with real Caffe.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,7 @@ from drnngen.tuner.gentune import Interrupted
 from drnngen.tuner.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger
 from drnngen.vocabulary import Status
 from tests.data_support import TUNER_DATA
-from tests.tuner_support import FakeTrainer, TuneSetup, params, peek_ledger, run
+from tests.tuner_support import FakeTrainer, TuneSetup, kill_when, params, run
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = TUNER_DATA  # the `dataset` fixture (tests/conftest.py)
@@ -259,22 +256,14 @@ def test_sigkill_in_the_middle_of_a_rung_loses_at_most_the_trainings_in_flight(s
     killed = root / "sh-killed"
     command = [sys.executable, "-c", "from drnngen.cli import main; main()", *args, *HALVING, "-o", str(killed)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    done: list[Any] = []
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            with peek_ledger(killed / LEDGER_FILE) as db:
-                done = db.execute("SELECT key, evaluated_at FROM trainings").fetchall()
-                rung1 = db.execute("SELECT COUNT(*) FROM trainings WHERE rung = 1").fetchone()[0]
-            if rung1 >= 1:  # in the middle of generation 0's second rung
-                break
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1.0)  # let a Caffe child orphaned by the kill finish its (tiny) training
+
+    def mid_second_rung(db: sqlite3.Connection) -> list[Any] | None:
+        """The trainings recorded, once one of generation 0's second rung is among them."""
+        done = db.execute("SELECT key, evaluated_at FROM trainings").fetchall()
+        rung1 = db.execute("SELECT COUNT(*) FROM trainings WHERE rung = 1").fetchone()[0]
+        return done if rung1 >= 1 else None
+
+    done = kill_when(proc, killed / LEDGER_FILE, mid_second_rung) or []
     with sqlite3.connect(killed / LEDGER_FILE) as db:
         recorded = dict(db.execute("SELECT key, evaluated_at FROM trainings").fetchall())
     assert len(recorded) >= len(done) >= 10 and Ledger.open(killed).meta("status") == "running"

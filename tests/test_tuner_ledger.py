@@ -8,8 +8,6 @@ same with real Caffe.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +25,7 @@ from drnngen.tuner import Resources, RunSummary, export_best, tune
 from drnngen.tuner.executors import LocalExecutor
 from drnngen.tuner.ledger import Ledger
 from tests.data_support import TUNER_DATA
-from tests.tuner_support import FakeTrainer, run
+from tests.tuner_support import FakeTrainer, kill_when, run
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = TUNER_DATA  # the `dataset` fixture (tests/conftest.py)
@@ -110,20 +108,13 @@ run(Path(sys.argv[1]), Path(sys.argv[2]), "r", FakeTrainer(delay=0.15))
 def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_result(tmp_path: Path, dataset: Path) -> None:
     reference = run(tmp_path, dataset, "ref", FakeTrainer())
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), str(dataset)], cwd=ROOT)
-    ledger_file = tmp_path / "r" / "ledger.sqlite"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with sqlite3.connect(ledger_file) as db:
-                done = db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
-                gens = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-            if done >= 6 and gens >= 2:  # inside generation 1 or later
-                break
-        except sqlite3.OperationalError:  # not created yet
-            pass
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+
+    def inside_generation_1(db: sqlite3.Connection) -> bool | None:
+        done = db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
+        gens = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+        return True if done >= 6 and gens >= 2 else None  # inside generation 1 or later
+
+    kill_when(proc, tmp_path / "r" / "ledger.sqlite", inside_generation_1, timeout=120, poll=0.02, settle=0.0)
     killed = Ledger.open(tmp_path / "r")
     assert killed.meta("status") == "running" and 6 <= len(killed.candidates()) < reference.evaluated
     resumed = tune(tmp_path / "r", None, Resources(workers=2), trainer=FakeTrainer())

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import signal
 import sqlite3
+import subprocess
 import threading
 import time
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from drnngen.codegen.config import load_config, to_mapping
 from drnngen.runner import TrainJob, TrainResult
@@ -99,3 +104,30 @@ def peek_ledger(ledger: Path) -> sqlite3.Connection:
     create an empty file where the run has not made its ledger yet, and the run would
     then refuse the folder ("already holds a run"); this raises OperationalError instead."""
     return sqlite3.connect(f"{ledger.resolve().as_uri()}?mode=ro", uri=True)
+
+
+T = TypeVar("T")
+
+
+def kill_when(proc: subprocess.Popen[Any], ledger: Path, ready: Callable[[sqlite3.Connection], T | None], *,
+              timeout: float = 300.0, poll: float = 0.01, settle: float = 1.0) -> T | None:
+    """SIGKILL the tuning run `proc` once `ready(db)`, a read-only look at its `ledger`,
+    answers something other than None (or after `timeout`), and wait for it; that
+    answer. Asserts the run was still going when killed. `settle` seconds after the
+    kill let a Caffe child orphaned by it finish its (tiny) training."""
+    deadline = time.monotonic() + timeout
+    seen: T | None = None
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with closing(peek_ledger(ledger)) as db:
+                seen = ready(db)
+        except sqlite3.OperationalError:  # no ledger yet, or its tables not made yet
+            seen = None
+        if seen is not None:
+            break
+        time.sleep(poll)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(settle)
+    return seen
