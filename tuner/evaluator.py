@@ -169,12 +169,16 @@ class CandidateEvaluator:
                 diverged.append(candidate)  # recorded once its retry is back
                 continue
             self._record(candidate, outcome, Source.TRAINED)
-            if self.cache is not None:
-                self.cache.put(candidate.key, outcome)
-            results[candidate.key] = outcome
-            self.progress.advance()
-            self.on_result()
+            self._trained(candidate.key, outcome, results)
         return diverged
+
+    def _trained(self, key: str, outcome: Outcome, results: dict[str, Outcome]) -> None:
+        """A training of this run is back and recorded: into the cache, `results` and the progress."""
+        if self.cache is not None:
+            self.cache.put(key, outcome)
+        results[key] = outcome
+        self.progress.advance()
+        self.on_result()
 
     def _halve(self, todo: list[Candidate], schedule: Schedule, results: dict[str, Outcome]) -> None:
         """The batch by successive halving (tuner.fidelity). The candidates' rows are
@@ -224,11 +228,7 @@ class CandidateEvaluator:
                 self._extend_losses(training, result)
             outcome = outcome_of(result, model_outputs(training.candidate.config)[1])
             self._record_training(training, outcome, Source.TRAINED)
-            if self.cache is not None:
-                self.cache.put(training.key, outcome)
-            outcomes[training.key] = outcome
-            self.progress.advance()
-            self.on_result()
+            self._trained(training.key, outcome, outcomes)
         return outcomes
 
     def _extend_losses(self, training: Training, result: TrainResult) -> None:
