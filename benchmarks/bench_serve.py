@@ -9,11 +9,13 @@ time; it reports throughput and p50/p99 latency per event, the state store's siz
 file and counts the acknowledged events the store still holds.
 
     python -m benchmarks.bench_serve [--rate 300] [--seconds 20] [--threads 6] [--run RUN]
+                                     [--engine numpy|caffe]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -81,9 +83,10 @@ def _sessions(run: Path, limit: int) -> list[list[dict[str, Any]]]:
     return sessions
 
 
-def _serve(run: Path, port: int, store: Path) -> subprocess.Popen[bytes]:
+def _serve(run: Path, port: int, store: Path, engine: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([*DRNNGEN, "serve", str(run), "--port", str(port), "--store", f"sqlite:{store}",
-                             "--samples", str(store.with_suffix(".jsonl"))], start_new_session=True)
+                             "--samples", str(store.with_suffix(".jsonl")), "--engine", engine],
+                            start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                              "instead of staggered evenly")
     parser.add_argument("--sessions", type=int, default=1500, help="sessions replayed (interleaved)")
     parser.add_argument("--run", type=Path, default=DEMO_RUN, help="the tuned run to serve (copied first)")
+    parser.add_argument("--engine", choices=("numpy", "caffe"), default="numpy",
+                        help="what scores the events (serve --engine)")
     args = parser.parse_args(argv if argv is not None else [])
     work = Path(tempfile.mkdtemp(prefix="drnngen-bench-serve-"))
     try:
@@ -167,8 +172,12 @@ def _load(run: Path, work: Path, args: argparse.Namespace) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     store = work / "state.sqlite"
-    server = _serve(run, port, store)
+    server = _serve(run, port, store, args.engine)
     sessions = [(f"b{i}", events) for i, events in enumerate(_sessions(run, args.sessions))]
+    # The client's own collector would otherwise walk these thousands of event dicts in
+    # the middle of the load, a pause the latencies would charge to the server.
+    gc.collect()
+    gc.freeze()
     stop_at = time.time() + args.seconds
     # Staggered: thread i sends 1/rate after thread i-1, so the events arrive evenly at the
     # asked rate; in lockstep (--lockstep) every thread sends at the same instants, bursts
@@ -178,14 +187,14 @@ def _load(run: Path, work: Path, args: argparse.Namespace) -> None:
                        args.events // args.threads, phase * i) for i in range(args.threads)]
     rss_before = _rss(server.pid)
     threads = [threading.Thread(target=c.run) for c in clients]
-    cpu_before = [_cpu(pid) for pid in [server.pid, *_children(server.pid)]], time.process_time()
+    cpu_before = _cpu(server.pid), sum(_cpu(pid) for pid in _children(server.pid)), time.process_time()
     began = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
-    cpu_after = [_cpu(pid) for pid in [server.pid, *_children(server.pid)]], time.process_time()
+    cpu_after = _cpu(server.pid), sum(_cpu(pid) for pid in _children(server.pid)), time.process_time()
     latencies = np.array([x for c in clients for x in c.latencies]) * 1000
     acknowledged = {sid: n for c in clients for sid, n in c.acknowledged.items()}
     live = len(acknowledged)
@@ -194,9 +203,9 @@ def _load(run: Path, work: Path, args: argparse.Namespace) -> None:
           f"(asked {args.rate:g}/s), {sum(c.errors for c in clients)} non-200")
     print(f"latency per event: p50 {np.percentile(latencies, 50):.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms, "
           f"max {latencies.max():.1f} ms")
-    per_event = [(after - before) / len(latencies) * 1e3
-                 for after, before in zip([*cpu_after[0], cpu_after[1]], [*cpu_before[0], cpu_before[1]], strict=False)]
-    print(f"CPU per event: server {per_event[0]:.2f} ms, Caffe child {per_event[1]:.2f} ms, "
+    per_event = [(after - before) / len(latencies) * 1e3 for after, before in zip(cpu_after, cpu_before, strict=True)]
+    child = f", Caffe child {per_event[1]:.2f} ms" if args.engine == "caffe" else ""
+    print(f"CPU per event ({args.engine} engine): server {per_event[0]:.2f} ms{child}, "
           f"load client {per_event[-1]:.2f} ms"
           f"; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     wal = store.with_name(store.name + "-wal")
@@ -207,7 +216,7 @@ def _load(run: Path, work: Path, args: argparse.Namespace) -> None:
           f"RSS {rss_after / 2**20:.0f} MiB)")
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
-    restarted = _serve(run, port, store)
+    restarted = _serve(run, port, store, args.engine)
     try:
         kept = SqliteStore(store, 1e9)
         lost = sum(n - (kept.load(sid).events if kept.load(sid) else 0)  # type: ignore[union-attr]

@@ -22,6 +22,7 @@ from drnngen.codegen.config import load_config, to_mapping
 from drnngen.data.manifest import load_manifest
 from drnngen.data.sessions import BuildOptions
 from drnngen.runner import forward_scores
+from drnngen.runner.numpy_net import NumpyNet
 from drnngen.runner.run import CaffeError
 from drnngen.runner.serving import ForwardServer
 from drnngen.serving.model import load_model, read_current
@@ -72,15 +73,18 @@ def tuned_options_run(log: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return _tuned(log, tmp_path_factory.mktemp("serve-caffe-options"), repeat=True, neighbours=True)
 
 
+@pytest.mark.parametrize("engine", ["numpy", "caffe"])
 @pytest.mark.parametrize("run", ["tuned_run", "tuned_options_run"])
-def test_scores_equal_caffes_deploy_forward_on_prepares_rows(run: str, log: Path, tmp_path: Path,
+def test_scores_equal_caffes_deploy_forward_on_prepares_rows(run: str, engine: str, log: Path, tmp_path: Path,
                                                              request: pytest.FixtureRequest) -> None:
+    """Both engines: the NumPy one `serve` uses by default, and the Caffe child."""
     tuned_run: Path = request.getfixturevalue(run)
     model = load_model(tuned_run)
     if run == "tuned_options_run":
         assert model.config.model.repeat and model.config.model.neighbours
     manifest = model.manifest
-    forward = ForwardServer(model.deploy, model.weights)
+    forward: ForwardServer | NumpyNet = (NumpyNet(model.deploy, model.weights) if engine == "numpy"
+                                         else ForwardServer(model.deploy, model.weights))
     try:
         service = SessionService(model, forward.scores, SqliteStore(tmp_path / "state.sqlite", 1e9),
                                  SampleLog(tmp_path / "samples.jsonl"))
@@ -157,10 +161,13 @@ def test_the_served_model(tuned_run: Path) -> None:
 
 
 @pytest.fixture
-def server(tuned_run: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+def server(tuned_run: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str]]]:
+    """`drnngen serve` on the tuned run: its URL and [pid]; with `--engine` the test's
+    parameter names (indirect), else the default engine."""
     port = free_port()
+    engine = ["--engine", request.param] if hasattr(request, "param") else []
     args = [*DRNNGEN, "serve", str(tuned_run), "--port", str(port),
-            "--store", f"sqlite:{tmp_path / 'state.sqlite'}", "--samples", str(tmp_path / "samples.jsonl")]
+            "--store", f"sqlite:{tmp_path / 'state.sqlite'}", "--samples", str(tmp_path / "samples.jsonl"), *engine]
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
@@ -177,11 +184,11 @@ def server(tuned_run: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
                 proc.wait(timeout=30)
 
 
-def serve_again(tuned_run: Path, tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
+def serve_again(tuned_run: Path, tmp_path: Path, url: str, engine: str) -> subprocess.Popen[bytes]:
     port = url.rsplit(":", 1)[1]
     proc = subprocess.Popen([*DRNNGEN, "serve", str(tuned_run), "--port", port,
                              "--store", f"sqlite:{tmp_path / 'state.sqlite'}",
-                             "--samples", str(tmp_path / "samples.jsonl")],
+                             "--samples", str(tmp_path / "samples.jsonl"), "--engine", engine],
                             start_new_session=True, stderr=subprocess.DEVNULL)
     wait_for(f"{url}/health")
     return proc
@@ -192,8 +199,9 @@ def pages_of(tuned_run: Path) -> list[str]:
     return [str(k) for k in manifest.page_keys()[2:]]
 
 
+@pytest.mark.parametrize("server", ["numpy", "caffe"], indirect=True)
 def test_kill_9_then_restart_loses_no_acknowledged_event(server: tuple[str, list[str]], tuned_run: Path,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, request: pytest.FixtureRequest) -> None:
     url, (pid,) = server
     pages = pages_of(tuned_run)
     acknowledged = 0
@@ -205,7 +213,7 @@ def test_kill_9_then_restart_loses_no_acknowledged_event(server: tuple[str, list
             acknowledged += 1
     before = {s: call("GET", f"{url}/sessions/k{s}/recommendations?k=20")[1] for s in range(5)}
     os.killpg(int(pid), signal.SIGKILL)
-    proc = serve_again(tuned_run, tmp_path, url)
+    proc = serve_again(tuned_run, tmp_path, url, request.node.callspec.params["server"])
     try:
         after = {s: call("GET", f"{url}/sessions/k{s}/recommendations?k=20")[1] for s in range(5)}
         assert after == before

@@ -28,9 +28,13 @@ from drnngen.cli.params import finite
                    "loopback clients only. Also read from DRNNGEN_ADMIN_TOKEN.")
 @click.option("--max-events", type=click.IntRange(1), default=10_000, show_default=True,
               help="Most events one session may have.")
-@click.option("--gpu", is_flag=True, help="Run the forward passes on the GPU (a CUDA build of Caffe).")
+@click.option("--engine", type=click.Choice(["numpy", "caffe"]), default=None,
+              help="What scores the events: numpy (in the server's process, from the caffemodel's weights; "
+                   "the default) or caffe (a Caffe child process; the default with --gpu).")
+@click.option("--gpu", is_flag=True, help="Run the forward passes on the GPU (a CUDA build of Caffe; "
+                                          "implies --engine caffe).")
 def serve(run: Path, host: str, port: int, store: str, k: int, idle_s: float, samples: Path | None,
-          admin_token: str | None, max_events: int, gpu: bool) -> None:
+          admin_token: str | None, max_events: int, engine: str | None, gpu: bool) -> None:
     """Serve RUN's best net (or the weights `drnngen update` swapped in) over HTTP: session events
     in, recommendations out. Endpoints: POST /sessions/{id}/events, GET /sessions/{id}/recommendations,
     POST /sessions/{id}/end, GET /health, GET /model, POST /admin/reload (SIGHUP also reloads);
@@ -40,7 +44,8 @@ def serve(run: Path, host: str, port: int, store: str, k: int, idle_s: float, sa
 
     token = admin_token or os.environ.get("DRNNGEN_ADMIN_TOKEN") or None
     options = ServeOptions(host=host, port=port, store=store, k=k, idle_s=idle_s, samples=samples,
-                           admin_token=token, max_events=max_events, mode="gpu" if gpu else "cpu")
+                           admin_token=token, max_events=max_events, mode="gpu" if gpu else "cpu",
+                           engine=engine or ("caffe" if gpu else "numpy"))
     run_server(run, options, say=lambda line: click.echo(line, err=True))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from drnngen.errors import UserError
 from drnngen.runner.jobs import Mode
+from drnngen.runner.numpy_net import NumpyNet
 from drnngen.runner.serving import ForwardServer
 from drnngen.serving.model import ServedModel, load_model, serving_dir
 from drnngen.serving.samples import SAMPLES_FILE, SampleLog
@@ -38,6 +39,10 @@ class ServeOptions:
     admin_token: str | None = None
     max_events: int = 10_000
     mode: Mode = "cpu"
+    engine: str = "numpy"  # ENGINES
+
+
+ENGINES = ("numpy", "caffe")  # in this process from the caffemodel, or a Caffe child (GPU mode needs it)
 
 
 class Served:
@@ -52,14 +57,20 @@ class Served:
             raise UserError(f"--idle {options.idle_s}: expected a positive number of seconds")
         self.store = open_store(options.store, serving_dir(run), options.idle_s)
         self.samples = SampleLog(options.samples or serving_dir(run) / SAMPLES_FILE)
-        self.mode = options.mode
+        if options.engine not in ENGINES:
+            raise UserError(f"--engine {options.engine}: expected one of {', '.join(ENGINES)}")
+        if options.engine == "numpy" and options.mode == "gpu":
+            raise UserError("--gpu needs --engine caffe (the NumPy engine scores on the CPU)")
+        self.mode, self.engine = options.mode, options.engine
         self.forward = self._forward(model)
         self.service = SessionService(model, self.forward, self.store, self.samples, options.max_events)
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._expire, daemon=True).start()
 
-    def _forward(self, model: ServedModel) -> ForwardServer:
+    def _forward(self, model: ServedModel) -> ForwardServer | NumpyNet:
+        if self.engine == "numpy":
+            return NumpyNet(model.deploy, model.weights)
         return ForwardServer(model.deploy, model.weights, mode=self.mode)
 
     def reload(self) -> dict[str, Any]:

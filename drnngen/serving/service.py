@@ -2,11 +2,13 @@
 
 Each event loads the session from the store, changes it in place (`SessionState.view`),
 stores it, builds the one row the net needs through `drnngen.data.live` (the code
-`prepare`'s rows come from) and scores it in the Caffe child
-(`drnngen.runner.serving.ForwardServer`). `event` blocks on the score; `event_async`
-(the HTTP route) does the sub-millisecond store and row work inline and awaits the
-score, so the event loop serves other requests while the child computes, and the child
-can batch the rows that wait. A session completes on `end`, or on a purchase when
+`prepare`'s rows come from) and scores it: with the NumPy engine
+(`drnngen.runner.numpy_net.NumpyNet`, `inline`) right there, a millisecond of NumPy on
+the event loop; with the Caffe engine in the Caffe child
+(`drnngen.runner.serving.ForwardServer`), where `event_async` (the HTTP route) does the
+store and row work inline and awaits the score, so the event loop serves other requests
+while the child computes, and the child can batch the rows that wait. `event` blocks on
+the score. A session completes on `end`, or on a purchase when
 the dataset's target is `purchase`; its training sample goes to the sample log.
 Samples, as `prepare` makes them:
 
@@ -103,7 +105,9 @@ class SessionService:
                 scorer, names = self.scorer, self.item_names
             submit = getattr(scorer, "submit", None)  # a ForwardServer: batched, a future
             try:
-                if submit is not None:
+                if getattr(scorer, "inline", False):  # the NumPy engine: a millisecond, no I/O
+                    scores = scorer(rows)
+                elif submit is not None:
                     scores = await asyncio.wrap_future(submit(rows))
                 else:  # a plain callable (tests' stand-ins): off the event loop
                     scores = await asyncio.to_thread(scorer, rows)
