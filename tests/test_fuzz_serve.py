@@ -42,6 +42,8 @@ def _cases() -> Iterator[Case]:
     for option, values in texts.items():
         for name, value in values.items():
             yield Case("serve", "option-text", f"{option}={name}", (*SERVE, option, value), (("f", b"x"),))
+    yield Case("serve", "option-text", "--engine=word", (*SERVE, "--engine", "word"))
+    yield Case("serve", "option-text", "--engine=numpy-on-gpu", (*SERVE, "--engine", "numpy", "--gpu"))
     for name, value in {"missing": "{in}/nope", "a-file": "{in}/f", "empty": ""}.items():
         args = list(SERVE)
         args[1] = value

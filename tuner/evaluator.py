@@ -33,6 +33,7 @@ from drnngen.tuner.fidelity import RUNG, Schedule, Training, successive_halving
 from drnngen.tuner.fitness import Outcome, invalid, outcome_of
 from drnngen.tuner.gentune import Evaluation, Interrupted
 from drnngen.tuner.ledger import Ledger
+from drnngen.tuner.order import longest_first, training_cost
 from drnngen.tuner.payload import Trainer, run_training
 from drnngen.vocabulary import Source, Status, candidate_folder
 
@@ -155,6 +156,8 @@ class CandidateEvaluator:
 
     def _train(self, todo: list[Candidate], results: dict[str, Outcome], note: str | None = None) -> list[Candidate]:
         """Train `todo` on the executor, recording each result; the candidates that diverged."""
+        todo = longest_first(todo, lambda c: training_cost(c.config, c.iterations, c.test_iterations),
+                             self.executor.workers)
         jobs = []
         for candidate in todo:
             folder = self.folder(candidate.key).resolve()
@@ -216,6 +219,9 @@ class CandidateEvaluator:
             else:
                 pending.append(training)
                 served.add(Source.TRAINED)
+        pending = longest_first(pending, lambda t: training_cost(t.candidate.config, t.stop - t.start,
+                                                                 t.candidate.test_iterations),
+                                self.executor.workers)
         jobs = []
         for training in pending:
             folder = self.folder(training.candidate.key).resolve()
