@@ -76,6 +76,13 @@ def _what_holds_back(n: int, one: tuple[float, float, float], two: tuple[float, 
           f"client's serial time {wall1 - eval1:.2f} s of {wall1:.2f} s")
 
 
+def _idle(wall: float, run_dir: Path, serial: float) -> None:
+    """The 2-worker run's idle worker seconds: 2 x wall less every training's wall time and
+    the client's serial time (which both workers wait for)."""
+    idle = 2 * wall - _seconds(run_dir)[1] - 2 * serial
+    print(f"  workers idle {idle:.1f} s of 2 x {wall:.1f} s (a batch's last trainings running alone)")
+
+
 def _in_population_order(run_dir: Path, params: TuneParams) -> float:
     """The 2-worker run's wall time with the batch sent in the population's order, the
     order before `tuner.order.longest_first` (swapped out for this one comparison)."""
@@ -113,11 +120,12 @@ def main() -> None:
         print(f"2 workers: wall {wall2:.2f} s, speedup {wall1 / wall2:.2f}x (target >= 1.8x; "
               f"ideal for trainings per generation {per_gen}: {ideal:.2f}x); same best: {same}")
         _what_holds_back(n, (wall1, solver1, evaluations1), _seconds(root / "w2"))
-        idle = 2 * wall2 - _seconds(root / "w2")[1] - 2 * (wall1 - evaluations1)
-        print(f"  workers idle {idle:.1f} s of 2 x {wall2:.1f} s (a batch's last trainings running alone)")
+        _idle(wall2, root / "w2", wall1 - evaluations1)
         wall2_given = _in_population_order(root / "w2-given", params)
         print(f"2 workers, the batch in the population's order instead of longest first: wall {wall2_given:.2f} s, "
-              f"speedup {wall1 / wall2_given:.2f}x (longest first: {wall1 / wall2:.2f}x)")
+              f"speedup {wall1 / wall2_given:.2f}x (longest first: {wall1 / wall2:.2f}x); solver time per training "
+              f"x{_seconds(root / 'w2-given')[0] / solver1:.3f} of the 1-worker run's")
+        _idle(wall2_given, root / "w2-given", wall1 - evaluations1)
         cache = Resources(workers=1, cache_dir=root / "cache")
         repeat = _params(data, REPEATING, population=6, generations=3, iterations=50)
         _, first = _timed(root / "c1", repeat, cache)
