@@ -6,6 +6,7 @@ scores and probabilities on random well-formed rows, batched and one row at a ti
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -119,3 +120,15 @@ def test_weights_of_another_net_or_no_caffemodel_are_one_line(small_net: tuple[P
         NumpyNet(deploy, garbage)
     with pytest.raises(UserError, match="no blob 'nope'"):
         NumpyNet(deploy, model, blob="nope")
+
+
+def test_a_blob_whose_values_do_not_fill_its_shape_is_one_line(small_net: tuple[Path, Path], tmp_path: Path) -> None:
+    deploy, model = small_net
+    damaged: Any = schema.message_class("NetParameter")()
+    damaged.ParseFromString(model.read_bytes())
+    layer = next(layer for layer in damaged.layer if layer.blobs)
+    layer.blobs[0].shape.dim[0] += 1
+    target = tmp_path / "damaged.caffemodel"
+    target.write_bytes(damaged.SerializeToString())
+    with pytest.raises(UserError, match=f"layer '{layer.name}': a weight blob holds .* values for the shape"):
+        NumpyNet(deploy, target)

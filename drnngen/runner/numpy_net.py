@@ -150,7 +150,7 @@ def _blob_array(blob: Any) -> Array:
     else:  # a scalar (a Scale's one factor: Caffe writes an empty shape, which reads as none)
         shape = () if array.size == 1 else (array.size,)
     if array.size != int(np.prod(shape)):
-        raise UserError(f"a weight blob holds {array.size} values for the shape {list(shape)}")
+        raise ValueError(f"a weight blob holds {array.size} values for the shape {list(shape)}")
     return array.reshape(shape)
 
 
@@ -175,7 +175,10 @@ def _layer_params(layer: Any, stored: Mapping[str, Sequence[Any]], shared: dict[
         if name and name in shared:
             params.append(shared[name])
             continue
-        array = _blob_array(blobs[i])
+        try:
+            array = _blob_array(blobs[i])
+        except ValueError as exc:
+            raise UserError(f"{weights}: layer {layer.name!r}: {exc}") from None
         if name:
             shared[name] = array
         params.append(array)
