@@ -231,7 +231,7 @@ def run_optuna(root: Path, data: Path, seed: int, budget: float, iterations: int
                 if spent[0] >= budget:
                     trial.study.stop()
                     raise optuna.TrialPruned()
-                t = rung(candidate, budgets, r, outcomes[-1].caffemodel if outcomes else None)
+                t = rung(candidate, budgets, r, outcomes[-1] if outcomes else None)
                 write_files(candidate, folder)
                 outcome = outcome_of(train(t.job(folder.resolve(), setting)), model_outputs(candidate.config)[1])
                 outcomes.append(outcome)
@@ -241,6 +241,8 @@ def run_optuna(root: Path, data: Path, seed: int, budget: float, iterations: int
             fit = outcomes[r].fitness if outcomes[r].ok else 0.0
             if not outcomes[r].ok:
                 return 0.0
+            if r < len(budgets) - 1 and outcomes[r].state is None:
+                return fit  # its loss went NaN after its best point: nothing to continue
             trial.report(fit, step=budgets[r])
             if trial.should_prune():
                 raise optuna.TrialPruned()

@@ -1,7 +1,8 @@
 """Successive halving (`tune --fidelity successive-halving`) and `--rescore`.
 
 The loop's decisions are checked with a stand-in trainer; that a promoted
-candidate continues from its snapshot, and that a killed run resumes losing at
+candidate continues its training exactly (the weights of one uninterrupted
+training at the end), and that a killed run resumes losing at
 most the trainings in flight, with real Caffe.
 """
 
@@ -23,11 +24,11 @@ from click.testing import CliRunner
 
 from drnngen.cli import cli
 from drnngen.errors import UserError
-from drnngen.runner import TrainJob, TrainResult, forward, train
+from drnngen.runner import TrainJob, TrainResult, forward, state_weights, train
 from drnngen.tuner import Resources, tune
 from drnngen.tuner.candidate import Candidate
 from drnngen.tuner.fidelity import RESCORE, RUNG, Schedule, Training, successive_halving
-from drnngen.tuner.fitness import Outcome
+from drnngen.tuner.fitness import Outcome, outcome_of
 from drnngen.tuner.gentune import Interrupted
 from drnngen.tuner.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger
 from drnngen.vocabulary import Status
@@ -65,7 +66,12 @@ class _Rungs:
     def __call__(self, trainings: Sequence[Training]) -> dict[str, Outcome]:
         self.asked.append(list(trainings))
         return {t.key: Outcome(Status.OK, self.fitness[t.owner, t.rung or 0], iterations=t.stop - t.start,
-                               solver_seconds=1.0, caffemodel=f"{t.key}.caffemodel") for t in trainings}
+                               solver_seconds=1.0, caffemodel=f"{t.key}.caffemodel", state=_state(t))
+                for t in trainings}
+
+
+def _state(t: Training) -> str | None:
+    return None if t.saved_state is None else f"{t.key}/{t.saved_state}"
 
 
 def test_successive_halving_promotes_exactly_the_top_third_from_their_snapshots() -> None:
@@ -76,13 +82,14 @@ def test_successive_halving_promotes_exactly_the_top_third_from_their_snapshots(
     finals = successive_halving(candidates, Schedule(3, 3), trainer)
 
     first, second, third = trainer.asked
-    assert [t.owner for t in first] == [c.key for c in candidates] and {t.init for t in first} == {None}
+    assert [t.owner for t in first] == [c.key for c in candidates] and {t.state for t in first} == {None}
     top3 = sorted((c.key for c in candidates), key=lambda k: -fitness[k, 0])[:3]
     assert [t.owner for t in second] == top3
     assert [t.owner for t in third] == sorted(top3, key=lambda k: -fitness[k, 1])[:1]
-    models = {t.owner: t.key + ".caffemodel" for t in first}
-    assert [t.init for t in second] == [models[k] for k in top3]  # each continues from its own snapshot
-    assert third[0].init == next(t.key for t in second if t.owner == third[0].owner) + ".caffemodel"
+    states = {t.owner: _state(t) for t in first}
+    assert [t.state for t in second] == [states[k] for k in top3]  # each continues its own training
+    assert third[0].state == next(_state(t) for t in second if t.owner == third[0].owner)
+    assert [t.keep_state for t in (first[0], second[0], third[0])] == [True, True, False]  # none after the last
     assert [(t.start, t.stop) for t in (first[0], second[0], third[0])] == [(0, 3), (3, 9), (9, 27)]
     reached = {t.owner: t.rung for batch in trainer.asked for t in batch}
     for c in candidates:  # the fitness of the highest rung reached, the seconds of every rung
@@ -97,10 +104,25 @@ def test_a_failed_rung_is_not_promoted_and_a_small_batch_still_reaches_the_full_
 
     def train(trainings: Sequence[Training]) -> dict[str, Outcome]:
         return {t.key: Outcome(Status.FAILED if t.owner == "key0" else Status.OK, 0.0 if t.owner == "key0"
-                               else fitness[t.owner, t.rung or 0], iterations=t.stop - t.start) for t in trainings}
+                               else fitness[t.owner, t.rung or 0], iterations=t.stop - t.start, state=_state(t))
+                for t in trainings}
 
     finals = successive_halving(candidates, Schedule(3, 3), train)
     assert finals["key0"].status == Status.FAILED and finals["key1"].iterations == 27  # 2 // 3 = 0: one goes on
+
+
+def test_a_rung_without_a_saved_state_is_not_promoted() -> None:
+    """A rung whose loss went NaN after its best point is ok but saved no state: the
+    next best goes on instead."""
+    candidates = _candidates(3)
+    fitness = {"key0": 0.9, "key1": 0.5, "key2": 0.1}
+
+    def train(trainings: Sequence[Training]) -> dict[str, Outcome]:
+        return {t.key: Outcome(Status.OK, fitness[t.owner], iterations=t.stop - t.start,
+                               state=None if t.owner == "key0" else _state(t)) for t in trainings}
+
+    finals = successive_halving(candidates, Schedule(3, 3), train)
+    assert finals["key0"].iterations == 3 and finals["key1"].iterations == 27
 
 
 def test_a_missing_rung_result_interrupts_before_anything_is_decided() -> None:
@@ -195,21 +217,25 @@ def test_halving_options_are_checked_and_fixed_at_the_start(tmp_path: Path, data
 
 class _StartWeights:
     """Real Caffe training that first records the weights each job starts from: a twin
-    of the job (same files, learning rate 0, one step) saves them as its snapshot."""
+    of the job (same files and state, learning rate and momentum 0, one step) saves
+    them as its snapshot. Keeps each job too."""
 
     def __init__(self, scratch: Path) -> None:
         self.scratch = scratch
         self.starts: dict[tuple[str, str], Path] = {}  # (folder, snapshot name) -> start weights
+        self.jobs: dict[tuple[str, str], TrainJob] = {}
 
     def __call__(self, job: TrainJob) -> TrainResult:
         twin = self.scratch / f"{len(self.starts)}"
         shutil.copytree(job.workdir, twin)
         solver = twin / job.solver
-        solver.write_text(re.sub(r"base_lr: [^\n]+", "base_lr: 0", solver.read_text()))
+        text = re.sub(r"base_lr: [^\n]+", "base_lr: 0", solver.read_text())
+        solver.write_text(re.sub(r"momentum: [^\n]+", "momentum: 0", text))  # no step from the history either
         started = train(dataclasses.replace(job, workdir=twin, iterations=1, snapshot=Path("start.caffemodel"),
-                                            patience=0, validate_every=0))
+                                            patience=0, validate_every=0, save_state=None))
         assert started.ok and started.caffemodel is not None, started.error
         self.starts[str(job.workdir), str(job.snapshot)] = started.caffemodel
+        self.jobs[str(job.workdir), str(job.snapshot)] = job
         return train(job)
 
 
@@ -223,7 +249,7 @@ def _same(a: Mapping[str, Sequence[np.ndarray]], b: Mapping[str, Sequence[np.nda
 
 @pytest.mark.caffe
 @pytest.mark.slow
-def test_promoted_candidates_start_the_next_rung_from_their_snapshot(tmp_path: Path, setup: TuneSetup) -> None:
+def test_promoted_candidates_continue_their_training_exactly(tmp_path: Path, setup: TuneSetup) -> None:
     _, data, _ = setup
     trainer = _StartWeights(tmp_path / "twins")
     changes = {"fidelity": "successive-halving", "iterations": 27, "population": 9, "generations": 0}
@@ -237,12 +263,26 @@ def test_promoted_candidates_start_the_next_rung_from_their_snapshot(tmp_path: P
     assert [t.candidate for t in by_rung[2]] == [max(by_rung[1], key=lambda t: t.outcome.fitness).candidate]
     for later in (*by_rung[1], *by_rung[2]):
         before = next(t for t in rungs if t.candidate == later.candidate and t.rung == (later.rung or 0) - 1)
+        assert before.outcome.state is not None
         folder = Path(before.outcome.caffemodel or "").parent
         start = trainer.starts[str(folder), f"rung{later.rung}.caffemodel"]
-        snapshot = _weights(folder, Path(before.outcome.caffemodel or ""))
-        assert _same(_weights(folder, start), snapshot)  # the next rung starts from the snapshot
+        saved = _weights(folder, state_weights(before.outcome.state or ""))
+        assert _same(_weights(folder, start), saved)  # the next rung starts from the weights the last ended with
         scratch = trainer.starts[str(folder), "rung0.caffemodel"]
-        assert not _same(_weights(folder, scratch), snapshot)  # ... which training had changed
+        assert not _same(_weights(folder, scratch), saved)  # ... which training had changed
+    # ... and goes on as if it had never stopped: the last rung ends with the weights of
+    # one uninterrupted training to the full budget (no dropout here: bit for bit).
+    top = by_rung[2][0]
+    assert top.outcome.state is None  # nothing continues the last rung
+    folder = Path(top.outcome.caffemodel or "").parent
+    whole = tmp_path / "whole"
+    shutil.copytree(folder, whole)
+    first = trainer.jobs[str(folder), "rung0.caffemodel"]
+    result = train(dataclasses.replace(first, workdir=whole, iterations=27, save_state=None,
+                                       snapshot=Path("whole.caffemodel")))
+    assert result.ok and result.caffemodel is not None, result.error
+    assert _same(_weights(folder, Path(top.outcome.caffemodel or "")), _weights(whole, result.caffemodel))
+    assert top.outcome.fitness == pytest.approx(outcome_of(result, first.accuracy_blobs[0]).fitness, abs=1e-6)
 
 
 @pytest.mark.caffe

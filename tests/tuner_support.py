@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from drnngen.codegen.config import load_config, to_mapping
-from drnngen.runner import TrainJob, TrainResult
+from drnngen.runner import TrainJob, TrainResult, state_weights
 from drnngen.tuner import Resources, RunSummary, TuneParams, tune
 from drnngen.tuner.space import IntRange, SearchSpace, space_mapping
 from tests.data_support import TUNER_DATA
@@ -70,9 +70,14 @@ class FakeTrainer:
             return TrainResult("failed", error="Check failed: deliberately [fake.cpp:1]")
         h = int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
         model = job.snapshot_path or job.workdir / "model.caffemodel"
-        model.write_bytes(text.encode() + str(job.init_weights).encode())
+        model.write_bytes(text.encode() + str(job.init_weights or job.resume_state).encode())
+        state = None if job.save_state is None else job.workdir / job.save_state
+        if state is not None:  # a rung's solver state: the pair of files the cache keeps
+            state.write_bytes(model.read_bytes())
+            state_weights(state).write_bytes(model.read_bytes())
         return TrainResult("ok", iterations_done=job.iterations, test_loss=1 + (h % 997) / 300,
-                           test_accuracy={"accuracy": (h % 1009) / 2000}, solver_seconds=0.001, caffemodel=model)
+                           test_accuracy={"accuracy": (h % 1009) / 2000}, solver_seconds=0.001, caffemodel=model,
+                           state=state)
 
 
 def run(tmp: Path, data: Path, name: str, trainer: Any, **kwargs: Any) -> RunSummary:

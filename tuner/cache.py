@@ -3,8 +3,9 @@ cache folder: a network already trained (same net + solver, seed included,
 same data) is never trained again.
 
 One SQLite file (`results.sqlite`) plus the trained weights under `models/`
-(hard-linked from the run folder when possible, else copied), so a run can
-export a best candidate that another run trained. Timeouts, lost Dask tasks
+(and a rung's solver state, so a cached rung can be continued; hard-linked
+from the run folder when possible, else copied), so a run can export a best
+candidate that another run trained. Timeouts, lost Dask tasks
 and trainings cut short by a time budget are not cached: they say more about
 the machine's load than about the network.
 """
@@ -16,9 +17,11 @@ import os
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from drnngen.errors import UserError
+from drnngen.runner import state_weights
 from drnngen.tuner.fitness import Outcome
 from drnngen.vocabulary import UNCACHEABLE
 
@@ -50,7 +53,10 @@ class ResultCache:
         if row is None:
             return None
         outcome = Outcome.from_dict(json.loads(row[0]))
-        if outcome.caffemodel is not None and not Path(outcome.caffemodel).is_file():
+        files: list[str | Path | None] = [outcome.caffemodel]
+        if outcome.state is not None:  # a rung that can be continued: only with its state
+            files += [outcome.state, state_weights(outcome.state)]
+        if any(f is not None and not Path(f).is_file() for f in files):
             return None
         return outcome
 
@@ -60,7 +66,10 @@ class ResultCache:
         if outcome.status in UNCACHEABLE or outcome.stop_reason in ("deadline", "time_limit"):
             return
         if outcome.caffemodel is not None:
-            outcome = Outcome.from_dict({**outcome.to_dict(), "caffemodel": str(self._keep(key, outcome.caffemodel))})
+            outcome = replace(outcome, caffemodel=str(self._keep(outcome.caffemodel, f"{key}.caffemodel")))
+        if outcome.state is not None:  # a rung's solver state, its weights beside it
+            self._keep(state_weights(outcome.state), f"{key}.last.caffemodel")
+            outcome = replace(outcome, state=str(self._keep(outcome.state, f"{key}.last.solverstate")))
         self._db.execute(
             "INSERT OR REPLACE INTO results (key, outcome, created_at) VALUES (?, ?, ?)",
             (key, json.dumps(outcome.to_dict()), time.time()),
@@ -72,8 +81,8 @@ class ResultCache:
     def close(self) -> None:
         self._db.close()
 
-    def _keep(self, key: str, model: str) -> Path:
-        target = self.directory / "models" / f"{key}.caffemodel"
+    def _keep(self, model: str | Path, name: str) -> Path:
+        target = self.directory / "models" / name
         tmp = target.with_name(f".{target.name}.{os.getpid()}")
         tmp.unlink(missing_ok=True)
         try:

@@ -5,8 +5,13 @@ Caffe seeds of `--rescore`.
 Successive halving (Jamieson & Talwalkar 2016; the inner loop of Hyperband,
 Li et al. 2018) runs inside one generation's batch of trainings: every
 candidate trains for the first rung's budget, the best ``1/eta`` of them
-continue from their kept snapshot to ``eta`` times that budget, and so on up
-to the full budget. The GA sees each candidate's fitness at the highest rung
+continue to ``eta`` times that budget, and so on up to the full budget. A
+rung continues the training the rung before stopped, exactly (its solver
+state: iteration, learning-rate schedule, momentum or Adam's moments, the
+weights and the train data's position; `runner.TrainJob.resume_state`), so a
+candidate's last rung ends with the weights its one full-budget training
+would have (bit for bit on the CPU when the net draws no random numbers
+while training, as without dropout). The GA sees each candidate's fitness at the highest rung
 it reached. Each rung is a training of its own (a `Training`), with its own
 key: the ledger records every rung, the cache shares them across runs, and a
 resumed run reads back every rung that finished, so a crash loses at most the
@@ -27,7 +32,7 @@ from pathlib import Path
 
 from drnngen.codegen.build import generate
 from drnngen.errors import UserError
-from drnngen.runner import TrainJob
+from drnngen.runner import TrainJob, state_weights
 from drnngen.tuner.candidate import CONFIG_FILE, MODEL_FILE, Candidate, Setting, train_job
 from drnngen.tuner.fitness import Outcome
 from drnngen.tuner.gentune import Interrupted
@@ -79,8 +84,9 @@ class Schedule:
 class Training:
     """One training that is not a candidate's single full-budget one.
 
-    A rung of `owner` (`kind` RUNG: iterations `start` → `stop`, starting from
-    the weights `init` of the rung before), or a rescore (`kind` RESCORE: the
+    A rung of `owner` (`kind` RUNG: iterations `start` → `stop`, continuing
+    the solver state `state` the rung before saved; `keep_state`: save its
+    own for the next), or a rescore (`kind` RESCORE: the
     owner's network at another Caffe seed, from scratch at the full budget).
     `candidate` is what trains (for a rescore, the reseeded network, whose own
     key is the training's and names its folder).
@@ -93,11 +99,17 @@ class Training:
     start: int
     stop: int
     rung: int | None = None
-    init: str | None = None
+    state: str | None = None
+    keep_state: bool = False
 
     @property
     def snapshot(self) -> Path:
         return Path(MODEL_FILE if self.rung is None else f"rung{self.rung}.caffemodel")
+
+    @property
+    def saved_state(self) -> Path | None:
+        """Where this rung's solver state goes (its weights beside it, .caffemodel)."""
+        return Path(f"rung{self.rung}.last.solverstate") if self.keep_state else None
 
     def job(self, folder: Path, setting: Setting) -> TrainJob:
         """The runner's job: the candidate's own, cut to this training's steps and files."""
@@ -105,23 +117,32 @@ class Training:
         steps = self.stop - self.start
         if self.rung is None:
             return job
-        # The previous rung's snapshot holds every weight, the repeat path's fixed map included.
-        init = Path(self.init) if self.init is not None else job.init_weights
-        reads = tuple(p for p in job.reads if p != job.init_weights) + (() if init is None else (init,))
-        return dataclasses.replace(job, iterations=steps, snapshot=self.snapshot, init_weights=init, reads=reads,
-                                   log_file=f"caffe-rung{self.rung}.log", loss_interval=max(1, steps // 20))
+        job = dataclasses.replace(job, iterations=steps, snapshot=self.snapshot, save_state=self.saved_state,
+                                  log_file=f"caffe-rung{self.rung}.log", loss_interval=max(1, steps // 20))
+        if self.state is None:
+            return job
+        # The state's weights hold every weight, the repeat path's fixed map included.
+        state = Path(self.state)
+        reads = (*(p for p in job.reads if p != job.init_weights), state, state_weights(state))
+        return dataclasses.replace(job, init_weights=None, resume_state=state, reads=reads)
 
 
 def rung_key(owner: str, budgets: Sequence[int]) -> str:
     """A rung training's key: the candidate's and the chain of budgets that led to it
-    (the same network on the same chain is the same training, whatever eta gave it)."""
-    return hashlib.sha256(f"{owner}:rungs:{','.join(map(str, budgets))}".encode()).hexdigest()
+    (the same network on the same chain is the same training, whatever eta gave it).
+    "resumed": rungs continue the solver state; the keys of the rungs that restarted
+    the solver (before 2026-12) do not match, so a cache never mixes the two."""
+    return hashlib.sha256(f"{owner}:rungs-resumed:{','.join(map(str, budgets))}".encode()).hexdigest()
 
 
-def rung(candidate: Candidate, budgets: Sequence[int], r: int, init: str | None) -> Training:
+def rung(candidate: Candidate, budgets: Sequence[int], r: int, before: Outcome | None) -> Training:
+    """Rung `r` of `budgets` for `candidate`, continuing the outcome of rung r - 1 (`before`)."""
     start = 0 if r == 0 else budgets[r - 1]
+    if r > 0 and (before is None or before.state is None):
+        raise ValueError(f"rung {r} needs the solver state of rung {r - 1}")
     return Training(rung_key(candidate.key, budgets[: r + 1]), candidate.key, RUNG, candidate, start, budgets[r],
-                    rung=r, init=init)
+                    rung=r, state=None if r == 0 or before is None else before.state,
+                    keep_state=r < len(budgets) - 1)
 
 
 TrainMany = Callable[[Sequence[Training]], Mapping[str, Outcome]]
@@ -135,15 +156,15 @@ def successive_halving(candidates: Sequence[Candidate], schedule: Schedule, trai
     decided, so a resume replays the batch with every finished rung read back.
     """
     finals: dict[str, Outcome] = {}
+    before: dict[str, Outcome] = {}  # each candidate's last rung, as it came back
     spent: dict[str, tuple[float, float]] = {c.key: (0.0, 0.0) for c in candidates}
     alive = list(candidates)
-    snapshot: dict[str, str | None] = {c.key: None for c in candidates}
     for c in candidates:
         if not schedule.budgets(c.iterations):
             raise UserError("successive halving needs a budget of at least one iteration")
     r = 0
     while alive:
-        trainings = [rung(c, schedule.budgets(c.iterations), r, snapshot[c.key]) for c in alive]
+        trainings = [rung(c, schedule.budgets(c.iterations), r, before.get(c.key)) for c in alive]
         outcomes = train(trainings)
         if any(t.key not in outcomes for t in trainings):
             raise Interrupted  # the stop event skipped rungs that had not started
@@ -152,9 +173,10 @@ def successive_halving(candidates: Sequence[Candidate], schedule: Schedule, trai
             solver, wall = spent[c.key]
             spent[c.key] = (solver + o.solver_seconds, wall + o.wall_seconds)
             finals[c.key] = _as_candidate(o, t, len(schedule.budgets(c.iterations)), spent[c.key])
-            snapshot[c.key] = o.caffemodel
+            before[c.key] = o
         r += 1
-        alive = [c for c in _ranked(alive, finals) if r < len(schedule.budgets(c.iterations))]
+        alive = [c for c in _ranked(alive, finals)
+                 if r < len(schedule.budgets(c.iterations)) and before[c.key].state is not None]
         alive = alive[: schedule.promoted(len(trainings))]
     return finals
 

@@ -32,7 +32,9 @@ class Outcome:
     snapshot's iteration, ``stop_reason`` why it stopped (max_iter, patience,
     deadline, nan), ``validations`` every validation point as
     ``{"iteration", "loss", "accuracy": {blob: value}}``; ``note`` says what
-    the tuner changed to get the result (a NaN retry at a lower learning rate).
+    the tuner changed to get the result (a NaN retry at a lower learning rate);
+    ``state`` the solver state a rung of successive halving saved for the next
+    (`runner.state_weights` names its weights).
     """
 
     status: Status
@@ -49,6 +51,7 @@ class Outcome:
     stop_reason: str | None = None
     validations: tuple[Mapping[str, Any], ...] = ()
     note: str | None = None
+    state: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -80,7 +83,7 @@ def outcome_of(result: TrainResult, accuracy_blob: str) -> Outcome:
         return replace(failed, status=Status.NAN, error=f"validation loss/accuracy not finite ({loss}, {accuracy})")
     return replace(failed, fitness=fitness(accuracy, loss), accuracy=accuracy, loss=loss,
                    metrics=dict(result.test_accuracy), caffemodel=str(result.caffemodel),
-                   best_iteration=result.best_iteration)
+                   best_iteration=result.best_iteration, state=None if result.state is None else str(result.state))
 
 
 def invalid(error: str) -> Outcome:

@@ -411,7 +411,7 @@ class Ledger:
     def record_training(self, key: str, candidate: str, kind: str, rung: int | None, budget: int,
                         random_seed: int | None, outcome: Outcome, source: Source) -> None:
         """One rung or rescore training, in its own transaction (the moment it is back)."""
-        stored = replace(outcome, caffemodel=self._relative(outcome.caffemodel))
+        stored = replace(outcome, caffemodel=self._relative(outcome.caffemodel), state=self._relative(outcome.state))
         with self._transaction() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM trainings").fetchone()[0]
             db.execute(
@@ -466,7 +466,7 @@ class Ledger:
         return str(self.path.parent.resolve() / stored)
 
     def _absolute(self, outcome: Outcome) -> Outcome:
-        return replace(outcome, caffemodel=self._resolve(outcome.caffemodel))
+        return replace(outcome, caffemodel=self._resolve(outcome.caffemodel), state=self._resolve(outcome.state))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

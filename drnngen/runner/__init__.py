@@ -14,6 +14,7 @@ from drnngen.runner.jobs import (
     TrainResult,
     Validation,
     fitness,
+    state_weights,
 )
 from drnngen.runner.locate import CaffeInstall, locate_caffe
 from drnngen.runner.run import (
@@ -52,5 +53,6 @@ __all__ = [
     "load_check_many",
     "locate_caffe",
     "require_mode",
+    "state_weights",
     "train",
 ]

@@ -44,6 +44,18 @@ def fitness(accuracy: float, loss: float) -> float:
     return accuracy + 1.0 / (1.0 + loss)
 
 
+def state_weights(state: str | Path) -> Path:
+    """The weights file of the solver state `state` (a .solverstate).
+
+    A saved solver state is a pair of files: ``X.solverstate`` (iteration,
+    learning-rate step, the update history: momentum, Adam's moments) and
+    ``X.caffemodel`` beside it (the weights at that iteration, not the best
+    snapshot's). The pair travels as one (the tuner's cache keeps both), so
+    the path Caffe writes into the state (``learned_net``) is never used.
+    """
+    return Path(state).with_suffix(".caffemodel")
+
+
 @dataclass(frozen=True)
 class TrainJob:
     """Train the solver in ``workdir`` for up to ``iterations`` steps, validating
@@ -62,7 +74,14 @@ class TrainJob:
     run ``max_train_s`` seconds, after the next step (a time budget: the best
     snapshot so far is the result). ``init_weights``
     (a .caffemodel or .caffemodel.h5) is copied into the net before the first
-    step, like ``caffe train --weights``. Train losses are reported as means
+    step, like ``caffe train --weights``. ``resume_state`` (a solver state
+    another job saved, see ``save_state``) continues that training exactly
+    where it stopped instead: iteration, learning-rate schedule, update
+    history, weights and the train data's position (``iterations`` more
+    steps; iterations and validation points are still counted from the
+    job's own first step). ``save_state`` writes the solver's state at the
+    end as ``<save_state>`` (a .solverstate) and its weights beside it
+    (the same name, .caffemodel). Train losses are reported as means
     over ``loss_interval`` steps; ``log_file`` (relative to workdir) keeps
     Caffe's glog output. ``reads`` are the files besides ``workdir`` the job
     needs (data lists), checked before the child starts.
@@ -86,6 +105,8 @@ class TrainJob:
     max_train_s: float | None = None
     init_weights: Path | None = None
     reads: tuple[Path, ...] = ()
+    resume_state: Path | None = None
+    save_state: Path | None = None
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
@@ -127,6 +148,8 @@ class TrainJob:
             "stop_at": self.stop_at,
             "max_train_s": self.max_train_s,
             "init_weights": None if self.init_weights is None else str(self.workdir / self.init_weights),
+            "resume_state": None if self.resume_state is None else str(self.workdir / self.resume_state),
+            "save_state": None if self.save_state is None else str(self.workdir / self.save_state),
         }
 
 
@@ -168,6 +191,7 @@ class TrainResult:
     caffemodel: Path | None = None
     error: str | None = None
     log: Path | None = None
+    state: Path | None = None
     validations: tuple[Validation, ...] = ()
     best_iteration: int | None = None
     stopped: StopReason | None = None

@@ -154,7 +154,7 @@ def failure_status(run: WorkerRun) -> Status:
 def _train_result(result: Mapping[str, Any], losses: tuple[tuple[int, float], ...],
                   validations: tuple[Validation, ...], log: Path | None, wall: float) -> TrainResult:
     status = Status.NAN if result["status"] == Status.NAN else Status.OK
-    model = result.get("caffemodel")
+    model, state = result.get("caffemodel"), result.get("state")
     return TrainResult(
         status=status,
         iterations_done=int(result["iterations_done"]),
@@ -169,6 +169,7 @@ def _train_result(result: Mapping[str, Any], losses: tuple[tuple[int, float], ..
         best_iteration=result.get("best_iteration"),
         stopped=result.get("stopped"),
         wall_seconds=wall,
+        state=Path(state) if state else None,
     )
 
 

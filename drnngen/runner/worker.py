@@ -140,13 +140,57 @@ def run_load(job: Event, emit: Emit) -> None:
 # --- train ------------------------------------------------------------------
 
 
-def _solver_net_file(solver_file: str) -> str:
+def _solver_param(solver_file: str) -> Any:
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
     param = caffe_pb2.SolverParameter()
     text_format.Merge(Path(solver_file).read_text(), param)
+    return param
+
+
+def _solver_net_file(solver_file: str) -> str:
+    param = _solver_param(solver_file)
     return str(param.net or param.train_net)
+
+
+def state_weights(state: str | Path) -> Path:
+    """The weights file beside the solver state `state` (`runner.jobs.state_weights`'s
+    rule; this module imports nothing of drnngen, so it is written here once more)."""
+    return Path(state).with_suffix(".caffemodel")
+
+
+def _save_state(solver: Any, job: Event) -> None:
+    """Write the solver's state now as the pair `job["save_state"]` names."""
+    param = _solver_param(job["solver"])
+    solver.snapshot()  # Caffe's own names: <prefix>_iter_<N>.caffemodel / .solverstate
+    written = Path(f"{param.snapshot_prefix}_iter_{int(solver.iter)}")
+    target = Path(job["save_state"])
+    os.replace(written.with_suffix(".caffemodel"), state_weights(target))
+    os.replace(written.with_suffix(".solverstate"), target)
+
+
+def _restore_state(solver: Any, job: Event) -> None:
+    """Continue the training the state `job["resume_state"]` saved, as if it had never
+    stopped: the solver's iteration, schedule and history, the weights, and the train
+    data's read position (the data layers are run forward once per iteration done,
+    which also draws their shuffles from Caffe's RNG as the first run did)."""
+    from caffe.proto import caffe_pb2
+
+    state = caffe_pb2.SolverState()
+    state.ParseFromString(Path(job["resume_state"]).read_bytes())
+    state.ClearField("learned_net")
+    tmp = Path(job["resume_state"]).with_name(f".restore-{os.getpid()}.solverstate")
+    tmp.write_bytes(state.SerializeToString())
+    try:
+        solver.restore(str(tmp))
+    finally:
+        tmp.unlink(missing_ok=True)
+    solver.net.copy_from(str(state_weights(job["resume_state"])))
+    net = solver.net
+    data = [i for i, layer in enumerate(net.layers) if layer.type.endswith("Data")]
+    for _ in range(int(state.iter) * max(1, _solver_param(job["solver"]).iter_size) if data else 0):
+        net._forward(0, max(data))
 
 
 def _test_net(solver: Any, solver_file: str) -> Any:
@@ -227,7 +271,7 @@ def _train_steps(solver: Any, job: Event, emit: Emit, keeper: _Keeper) -> tuple[
             return ("ok" if keeper.best is not None else "nan"), "nan", seconds
         chunk.append(loss)
         if len(chunk) == interval or step == job["iterations"]:
-            emit({"event": "progress", "iteration": int(solver.iter),
+            emit({"event": "progress", "iteration": step,
                   "loss": sum(chunk) / len(chunk), "seconds": seconds})
             chunk = []
         late = deadline is not None and time.time() >= deadline
@@ -268,12 +312,18 @@ def run_train(job: Event, emit: Emit) -> None:
     set_mode(job["mode"], job["gpu_id"])
     solver = caffe.get_solver(job["solver"])
     _require_blobs(solver.net, [job["loss_blob"]], "TRAIN")
-    if job.get("init_weights"):
+    if job.get("resume_state"):
+        _restore_state(solver, job)
+    elif job.get("init_weights"):
         solver.net.copy_from(job["init_weights"])
+    begin = int(solver.iter)  # a resumed solver counts on from its state's iteration
     keeper = _Keeper(job)
     status, stopped, seconds = _train_steps(solver, job, emit, keeper)
-    result: Event = {"event": "result", "status": status, "iterations_done": int(solver.iter),
+    result: Event = {"event": "result", "status": status, "iterations_done": int(solver.iter) - begin,
                      "solver_seconds": seconds, "stopped": stopped}
+    if job.get("save_state") and status == "ok" and stopped != "nan":
+        _save_state(solver, job)
+        result["state"] = job["save_state"]
     if keeper.best is not None:
         result["test_loss"] = keeper.best["loss"]
         result["test_accuracy"] = keeper.best["accuracy"]
@@ -283,7 +333,7 @@ def run_train(job: Event, emit: Emit) -> None:
     elif status == "ok" and job["snapshot"] and job["test_iterations"] == 0:
         solver.net.save(job["snapshot"])  # nothing to select by: the last weights
         result["caffemodel"] = job["snapshot"]
-        result["best_iteration"] = int(solver.iter)
+        result["best_iteration"] = int(solver.iter) - begin
     emit(result)
 
 
