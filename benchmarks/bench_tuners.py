@@ -63,6 +63,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SPACE = SearchSpace(IntRange(2, 4), IntRange(1, 2), IntRange(0, 1), ("ReLU", "TanH", "Sigmoid"), (16, 32, 64),
                     base_lr=(0.005, 0.02, 0.08))
 ETA, RUNGS = 3, 3
+REPEATS = 200  # Optuna's run ends after this many trials in a row that drew only known networks
 POPULATION = 9  # a multiple of eta: rungs of 9, 3 and 1
 GA_METHODS = {
     "literal": {"strategy": "literal"},
@@ -215,6 +216,7 @@ def run_optuna(root: Path, data: Path, seed: int, budget: float, iterations: int
     trace = Trace("optuna", seed)
     seen: dict[str, list[Outcome]] = {}  # a repeated network is not trained again (like the GA's ledger)
     spent = [0.0]
+    repeats = [0]  # trials in a row that trained nothing: TPE has converged on a small space
 
     def objective(trial: Any) -> float:
         try:
@@ -226,8 +228,12 @@ def run_optuna(root: Path, data: Path, seed: int, budget: float, iterations: int
         folder = root / f"optuna-s{seed}" / short_key(candidate.key)
         config = yaml.safe_dump(to_mapping(candidate.config), sort_keys=False)
         fit = 0.0
+        repeats[0] += 1
+        if repeats[0] > REPEATS:
+            trial.study.stop()  # it would only draw known networks, spending nothing, until the sun goes out
         for r in range(len(budgets)):
             if r >= len(outcomes):
+                repeats[0] = 0
                 if spent[0] >= budget:
                     trial.study.stop()
                     raise optuna.TrialPruned()
@@ -252,10 +258,7 @@ def run_optuna(root: Path, data: Path, seed: int, budget: float, iterations: int
                                 pruner=optuna.pruners.SuccessiveHalvingPruner(
                                     min_resource=schedule.budgets(iterations)[0], reduction_factor=ETA))
     start = time.perf_counter()
-    for _ in range(20):  # study.stop() ends optimize at B; more rounds only if trials were all repeats
-        study.optimize(objective, n_trials=1000)
-        if spent[0] >= budget:
-            break
+    study.optimize(objective, n_trials=100_000)  # study.stop() ends it at B, or when it only repeats itself
     trace.wall_s = time.perf_counter() - start
     return trace
 

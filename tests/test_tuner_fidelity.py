@@ -252,7 +252,9 @@ def _same(a: Mapping[str, Sequence[np.ndarray]], b: Mapping[str, Sequence[np.nda
 def test_promoted_candidates_continue_their_training_exactly(tmp_path: Path, setup: TuneSetup) -> None:
     _, data, _ = setup
     trainer = _StartWeights(tmp_path / "twins")
-    changes = {"fidelity": "successive-halving", "iterations": 27, "population": 9, "generations": 0}
+    base = params(data).base
+    base["solver"]["snapshot_prefix"] = "snapshots/drnn"  # Caffe's snapshot needs the folder made first
+    changes = {"fidelity": "successive-halving", "iterations": 27, "population": 9, "generations": 0, "base": base}
     run(tmp_path, data, "sh", trainer, changes=changes, resources=Resources(workers=1))
     ledger = Ledger.open(tmp_path / "sh")
     rungs = ledger.trainings()

@@ -101,7 +101,7 @@ def _require_local_caffe(mode: str) -> None:
                    "random: a fresh random population each generation (a baseline).")
 @click.option("--fidelity", type=click.Choice(FIDELITIES), default=FULL, show_default=True,
               help="full: every candidate trains the whole budget; successive-halving: a generation's "
-                   "candidates start on a small budget and the best 1/eta go on, from their snapshot, to eta "
+                   "candidates start on a small budget and the best 1/eta continue their training to eta "
                    "times it, up to the full budget.")
 @click.option("--eta", type=click.IntRange(2), default=3, show_default=True,
               help="Successive halving: the top 1/eta of a rung are promoted to eta times its budget.")

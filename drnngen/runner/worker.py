@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -162,12 +163,12 @@ def state_weights(state: str | Path) -> Path:
 
 def _save_state(solver: Any, job: Event) -> None:
     """Write the solver's state now as the pair `job["save_state"]` names."""
-    param = _solver_param(job["solver"])
+    written = Path(f"{_solver_param(job['solver']).snapshot_prefix}_iter_{int(solver.iter)}")
+    written.parent.mkdir(parents=True, exist_ok=True)  # a prefix "snapshots/drnn": Caffe would abort
     solver.snapshot()  # Caffe's own names: <prefix>_iter_<N>.caffemodel / .solverstate
-    written = Path(f"{param.snapshot_prefix}_iter_{int(solver.iter)}")
     target = Path(job["save_state"])
-    os.replace(written.with_suffix(".caffemodel"), state_weights(target))
-    os.replace(written.with_suffix(".solverstate"), target)
+    shutil.move(written.with_suffix(".caffemodel"), state_weights(target))  # the prefix may be elsewhere
+    shutil.move(written.with_suffix(".solverstate"), target)
 
 
 def _restore_state(solver: Any, job: Event) -> None:
