@@ -154,7 +154,7 @@ class _Spent:
 
 def _points(run_dir: Path) -> list[Point]:
     """Every training of the run in order, with cumulative solver seconds (rungs when it has them)."""
-    ledger = Ledger.open(run_dir)
+    ledger = Ledger.open(run_dir, read_only=True)  # the run's own connection writes on
     try:
         rungs = ledger.trainings()
         configs = {row.key: row.config for row in ledger.candidates()}

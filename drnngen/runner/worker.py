@@ -181,7 +181,7 @@ def _restore_state(solver: Any, job: Event) -> None:
     state = caffe_pb2.SolverState()
     state.ParseFromString(Path(job["resume_state"]).read_bytes())
     state.ClearField("learned_net")
-    tmp = Path(job["resume_state"]).with_name(f".restore-{os.getpid()}.solverstate")
+    tmp = Path(f".restore-{os.getpid()}.solverstate")  # in the job's folder: the state's may be a shared cache
     tmp.write_bytes(state.SerializeToString())
     try:
         solver.restore(str(tmp))
