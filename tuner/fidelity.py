@@ -11,8 +11,8 @@ state: iteration, learning-rate schedule, momentum or Adam's moments, the
 weights and the train data's position; `runner.TrainJob.resume_state`), so a
 candidate's last rung ends with the weights its one full-budget training
 would have (bit for bit on the CPU when the net draws no random numbers
-while training, as without dropout). The GA sees each candidate's fitness at the highest rung
-it reached. Each rung is a training of its own (a `Training`), with its own
+while training, as without dropout). The GA sees each candidate's fitness
+at the highest rung it reached. Each rung is a training of its own (a `Training`), with its own
 key: the ledger records every rung, the cache shares them across runs, and a
 resumed run reads back every rung that finished, so a crash loses at most the
 trainings in flight.
@@ -141,7 +141,7 @@ def rung(candidate: Candidate, budgets: Sequence[int], r: int, before: Outcome |
     if r > 0 and (before is None or before.state is None):
         raise ValueError(f"rung {r} needs the solver state of rung {r - 1}")
     return Training(rung_key(candidate.key, budgets[: r + 1]), candidate.key, RUNG, candidate, start, budgets[r],
-                    rung=r, state=None if r == 0 or before is None else before.state,
+                    rung=r, state=before.state if r > 0 and before is not None else None,
                     keep_state=r < len(budgets) - 1)
 
 
